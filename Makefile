@@ -1,0 +1,41 @@
+# make run   — set up .venv if needed and start gafferd in the foreground
+# make test  — set up .venv if needed and run the test suite (both event loops)
+# make lint  — ruff (lint + format check) and mypy on lib/
+# make bench — benchmarks; prints a table (QUICK=1 for a short run)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= etc/gafferd.yml
+
+.PHONY: run test lint format bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) ./gafferd -c $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests bench gafferd
+	$(VENV)/bin/ruff format --check lib tests bench gafferd
+	$(VENV)/bin/mypy lib
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix lib tests bench gafferd
+	$(VENV)/bin/ruff format lib tests bench gafferd
+
+bench: $(STAMP)
+	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) build *.egg-info lib/*.egg-info

@@ -1,0 +1,451 @@
+"""Job configs: what to run, how many, and how to keep it running.
+
+A :class:`ProcessConfig` is a validated, immutable template for the processes of
+one job. It is built from keywords or from a dict (JSON or YAML); an unknown key or
+a value of the wrong type raises :class:`~gaffer.errors.ConfigError` naming the
+field. Field names follow gaffer 0.5 (``cmd``, ``numprocesses``, ``graceful_timeout``
+...) with the restart controls users of supervisord and systemd expect on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import grp
+import os
+import pwd
+import shlex
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaffer.errors import BadRequest, ConfigError
+from gaffer.interpolate import BadExpression, UndefinedVariable, expand
+from gaffer.signals import parse_signal
+
+DEFAULT_SESSION = "default"
+RESTART_POLICIES = ("always", "on-failure", "never")
+# What a process gets for PATH when it does not inherit the daemon's environment
+# (the same default systemd gives services).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def split_name(name: str, sessionid: str | None = None) -> tuple[str, str]:
+    """``"s.j"`` -> ``("s", "j")``; ``"j"`` -> ``("default", "j")``; ``"s/j"`` too.
+
+    With ``sessionid`` given, ``name`` is taken whole as the job part.
+    """
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"name: expected a job name, got {name!r}")
+    if sessionid is not None:
+        return sessionid, name
+    for sep in ("/", "."):
+        if sep in name:
+            session, job = name.split(sep, 1)
+            if session and job:
+                return session, job
+    return DEFAULT_SESSION, name
+
+
+# -- small validators; each raises ConfigError naming the field -------------------
+
+
+def _bool(fld: str, v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ConfigError(fld, f"must be true or false, got {v!r}")
+
+
+def _int(fld: str, v: object, minimum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        bound = f" ≥ {minimum}" if minimum is not None else ""
+        raise ConfigError(fld, f"must be an integer{bound}, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise ConfigError(fld, f"must be an integer ≥ {minimum}, got {v!r}")
+    return v
+
+
+def _float(fld: str, v: object, minimum: float = 0.0) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(fld, f"must be a number of seconds ≥ {minimum:g}, got {v!r}")
+    if v < minimum or v != v:  # v != v: NaN
+        raise ConfigError(fld, f"must be a number of seconds ≥ {minimum:g}, got {v!r}")
+    return float(v)
+
+
+def _str(fld: str, v: object, empty_ok: bool = False) -> str:
+    if not isinstance(v, str) or (not v and not empty_ok):
+        raise ConfigError(fld, f"must be a non-empty string, got {v!r}")
+    return v
+
+
+def _str_list(fld: str, v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        raise ConfigError(fld, f"must be a list of strings, got {v!r}")
+    if not isinstance(v, list | tuple):
+        raise ConfigError(fld, f"must be a list of strings, got {v!r}")
+    out = []
+    for i, item in enumerate(v):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ConfigError(f"{fld}[{i}]", f"must be a string, got {item!r}")
+        out.append(str(item))
+    return tuple(out)
+
+
+def _env(fld: str, v: object) -> dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(fld, f"must be a mapping of NAME: value, got {v!r}")
+    out = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or not k or "=" in k or "\0" in k:
+            raise ConfigError(fld, f"bad variable name {k!r}")
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ConfigError(f"{fld}.{k}", f"must be a string or a number, got {val!r}")
+        out[k] = str(val)
+    return out
+
+
+def _labels(fld: str, v: object) -> tuple[str, ...]:
+    labels = _str_list(fld, v)
+    for i, label in enumerate(labels):
+        if not label or "." in label or "/" in label:
+            raise ConfigError(f"{fld}[{i}]", f"bad stream label {label!r} (no '.' or '/')")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(fld, "stream labels must be distinct")
+    return labels
+
+
+@dataclass(frozen=True)
+class FlappingConfig:
+    """A slot restarted ``attempts`` times within ``window`` seconds is flapping:
+    it is held back for ``retry_in`` seconds, and after ``max_retry`` such holds it
+    is left ``fatal``. (gaffer 0.5's field names.)"""
+
+    attempts: int = 5
+    window: float = 10.0
+    retry_in: float = 7.0
+    max_retry: int = 5
+
+    @classmethod
+    def parse(cls, v: object, fld: str = "flapping") -> FlappingConfig | None:
+        if v is None or v is False:
+            return None
+        if v is True:
+            return cls()
+        if isinstance(v, FlappingConfig):
+            return v
+        if not isinstance(v, Mapping):
+            raise ConfigError(fld, f"must be true, false or a mapping, got {v!r}")
+        unknown = set(v) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{fld}.{sorted(unknown)[0]}", "unknown option")
+        d = cls()
+        return cls(
+            attempts=_int(f"{fld}.attempts", v.get("attempts", d.attempts), 1),
+            window=_float(f"{fld}.window", v.get("window", d.window)),
+            retry_in=_float(f"{fld}.retry_in", v.get("retry_in", d.retry_in)),
+            max_retry=_int(f"{fld}.max_retry", v.get("max_retry", d.max_retry), 0),
+        )
+
+
+@dataclass(frozen=True)
+class BackoffConfig:
+    """Delay before restarting after the n-th failed start in a row:
+    ``min(initial * factor ** (n - 1), max)``. A stable run resets n."""
+
+    initial: float = 0.1
+    factor: float = 2.0
+    max: float = 15.0
+
+    def delay(self, failures: int) -> float:
+        if failures <= 0:
+            return 0.0
+        return float(min(self.initial * self.factor ** (failures - 1), self.max))
+
+    @classmethod
+    def parse(cls, v: object, fld: str = "backoff") -> BackoffConfig:
+        if isinstance(v, BackoffConfig):
+            return v
+        if not isinstance(v, Mapping):
+            raise ConfigError(fld, f"must be a mapping (initial, factor, max), got {v!r}")
+        unknown = set(v) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{fld}.{sorted(unknown)[0]}", "unknown option")
+        d = cls()
+        out = cls(
+            initial=_float(f"{fld}.initial", v.get("initial", d.initial)),
+            factor=_float(f"{fld}.factor", v.get("factor", d.factor), 1.0),
+            max=_float(f"{fld}.max", v.get("max", d.max)),
+        )
+        if out.max < out.initial:
+            raise ConfigError(f"{fld}.max", "must be ≥ backoff.initial")
+        return out
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """The template of a job's processes. See README.rst for every field."""
+
+    name: str
+    cmd: str
+    args: tuple[str, ...] | list[str] | str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    os_env: bool = False
+    cwd: str | None = None
+    uid: int | str | None = None
+    gid: int | str | None = None
+    umask: int | str | None = None
+    shell: bool = False
+    detach: bool = False
+    numprocesses: int = 1
+    start: bool = True
+    priority: int = 999
+    redirect_output: tuple[str, ...] | list[str] = ("stdout", "stderr")
+    redirect_input: bool = False
+    custom_streams: tuple[str, ...] | list[str] = ()
+    graceful_timeout: float = 10.0
+    stop_signal: int | str = signal.SIGTERM
+    flapping: FlappingConfig | Mapping[str, Any] | bool | None = True
+    restart: str = "always"
+    success_exit_codes: tuple[int, ...] | list[int] = (0,)
+    startsecs: float = 1.0
+    backoff: BackoffConfig | Mapping[str, Any] = field(default_factory=BackoffConfig)
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "name", _str("name", self.name))
+        if self.name.startswith(".") or "/" in self.name:
+            raise ConfigError("name", f"bad job name {self.name!r}")
+        s(self, "cmd", _str("cmd", self.cmd))
+        args = self.args
+        if args is None:
+            args = ()
+        elif isinstance(args, str):
+            try:
+                args = tuple(shlex.split(args))
+            except ValueError as e:
+                raise ConfigError("args", f"cannot split {args!r}: {e}") from None
+        s(self, "args", _str_list("args", args))
+        s(self, "env", _env("env", self.env))
+        for b in ("os_env", "shell", "detach", "start", "redirect_input"):
+            s(self, b, _bool(b, getattr(self, b)))
+        if self.cwd is not None:
+            s(self, "cwd", _str("cwd", self.cwd))
+        s(self, "numprocesses", _int("numprocesses", self.numprocesses, 0))
+        s(self, "priority", _int("priority", self.priority))
+        redirect = self.redirect_output
+        if redirect is None:
+            redirect = ()
+        out = _labels("redirect_output", redirect)
+        if len(out) > 2:
+            raise ConfigError("redirect_output", "at most two labels (stdout, stderr)")
+        s(self, "redirect_output", out)
+        custom = _labels("custom_streams", self.custom_streams)
+        if set(custom) & set(out):
+            raise ConfigError("custom_streams", "labels must differ from redirect_output's")
+        if "stdin" in custom:
+            raise ConfigError("custom_streams", "'stdin' is reserved for the process's input")
+        s(self, "custom_streams", custom)
+        s(self, "graceful_timeout", _float("graceful_timeout", self.graceful_timeout))
+        try:
+            s(self, "stop_signal", parse_signal(self.stop_signal, "stop_signal"))
+        except BadRequest as e:
+            raise ConfigError(None, e.reason) from None
+        s(self, "flapping", FlappingConfig.parse(self.flapping))
+        if self.restart not in RESTART_POLICIES:
+            raise ConfigError(
+                "restart", f"must be one of {', '.join(RESTART_POLICIES)}, got {self.restart!r}"
+            )
+        codes = self.success_exit_codes
+        if isinstance(codes, int) and not isinstance(codes, bool):
+            codes = (codes,)
+        if not isinstance(codes, list | tuple):
+            raise ConfigError("success_exit_codes", f"must be a list of integers, got {codes!r}")
+        s(
+            self,
+            "success_exit_codes",
+            tuple(_int(f"success_exit_codes[{i}]", c, 0) for i, c in enumerate(codes)),
+        )
+        s(self, "startsecs", _float("startsecs", self.startsecs))
+        s(self, "backoff", BackoffConfig.parse(self.backoff))
+        s(self, "uid", self._resolve_uid())
+        s(self, "gid", self._resolve_gid())
+        s(self, "umask", self._parse_umask())
+        self.check_env()
+
+    # -- typed views (mypy cannot narrow the normalised fields) ---------------------
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(self.args or ())
+
+    @property
+    def flapping_config(self) -> FlappingConfig | None:
+        assert self.flapping is None or isinstance(self.flapping, FlappingConfig)
+        return self.flapping
+
+    @property
+    def backoff_config(self) -> BackoffConfig:
+        assert isinstance(self.backoff, BackoffConfig)
+        return self.backoff
+
+    @property
+    def stop_signum(self) -> int:
+        assert isinstance(self.stop_signal, int)
+        return self.stop_signal
+
+    # -- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], name: str | None = None) -> ProcessConfig:
+        """Build from a JSON/YAML mapping; ``name`` fills in a missing ``name`` key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(None, f"a job config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(str(key), "unknown option")
+        d = dict(data)
+        if name is not None:
+            d.setdefault("name", name)
+        for required in ("name", "cmd"):
+            if required not in d:
+                raise ConfigError(required, "is required")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that :meth:`from_dict` turns back into an equal config."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, FlappingConfig | BackoffConfig):
+                v = dataclasses.asdict(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            out[f.name] = v
+        if out["flapping"] is None:
+            out["flapping"] = False
+        return out
+
+    def replace(self, **changes: Any) -> ProcessConfig:
+        return dataclasses.replace(self, **changes)
+
+    # -- per-process values -------------------------------------------------------
+
+    def user_env(self) -> dict[str, str]:
+        """HOME, USER and LOGNAME for the user the job runs as (empty if none)."""
+        if self.uid is None:
+            return {}
+        assert isinstance(self.uid, int)
+        try:
+            pw = pwd.getpwuid(self.uid)
+        except KeyError:
+            return {}
+        return {"HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name}
+
+    def build_env(
+        self,
+        index: int,
+        extra: Mapping[str, str] | None = None,
+        pid: int | None = None,
+    ) -> dict[str, str]:
+        """The environment of the process in slot ``index``.
+
+        Layers, later wins: the daemon's environment (only with ``os_env``), a
+        default PATH, the run-as user's HOME/USER/LOGNAME, the job's ``env``, the
+        ``extra`` env given at load or commit, then GAFFER_* values. Job env values
+        may refer to the layers below them and to ``$GAFFER_INDEX``.
+        """
+        base: dict[str, str] = dict(os.environ) if self.os_env else {"PATH": DEFAULT_PATH}
+        base.update(self.user_env())
+        gaffer_vars = {"GAFFER_INDEX": str(index), "GAFFER_JOB": self.name}
+        if pid is not None:
+            gaffer_vars["GAFFER_PID"] = str(pid)
+        layers = dict(self.env)
+        if extra:
+            layers.update(extra)
+        # Sequential, like shell assignments: a value sees the layers below it and
+        # the values defined before it ("PATH: $PATH:/opt/bin" extends the base).
+        env = dict(base)
+        for k, v in layers.items():
+            try:
+                env[k] = expand(v, {**env, **gaffer_vars})
+            except (UndefinedVariable, BadExpression) as e:
+                raise ConfigError(f"env.{k}", str(e)) from None
+        env.update(gaffer_vars)
+        return env
+
+    def build_argv(self, env: Mapping[str, str]) -> list[str]:
+        """``[cmd, *args]`` with variables expanded (the shell expands its own)."""
+        if self.shell:
+            line = " ".join([self.cmd, *(shlex.quote(a) for a in self.argv)])
+            return ["/bin/sh", "-c", line]
+        if self.argv:
+            words = [("cmd", self.cmd)] + [(f"args[{i}]", a) for i, a in enumerate(self.argv)]
+        else:
+            # 0.5 accepted "cmd: sleep 10" with no args; split it like a shell would.
+            try:
+                words = [("cmd", w) for w in shlex.split(self.cmd)]
+            except ValueError as e:
+                raise ConfigError("cmd", f"cannot split {self.cmd!r}: {e}") from None
+            if not words:
+                raise ConfigError("cmd", "is empty")
+        out = []
+        for fld, text in words:
+            try:
+                out.append(expand(text, env))
+            except (UndefinedVariable, BadExpression) as e:
+                raise ConfigError(fld, str(e)) from None
+        return out
+
+    def check_env(self, extra: Mapping[str, str] | None = None) -> None:
+        """Raise ConfigError now for any variable that would be missing at spawn."""
+        env = self.build_env(0, extra, pid=0)
+        self.build_argv(env)
+
+    # -- field resolution ---------------------------------------------------------
+
+    def _resolve_uid(self) -> int | None:
+        v = self.uid
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            raise ConfigError("uid", f"must be a user name or number, got {v!r}")
+        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return pwd.getpwnam(v).pw_uid
+            except KeyError:
+                raise ConfigError("uid", f"no such user {v!r}") from None
+        raise ConfigError("uid", f"must be a user name or number, got {v!r}")
+
+    def _resolve_gid(self) -> int | None:
+        v = self.gid
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            raise ConfigError("gid", f"must be a group name or number, got {v!r}")
+        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return grp.getgrnam(v).gr_gid
+            except KeyError:
+                raise ConfigError("gid", f"no such group {v!r}") from None
+        raise ConfigError("gid", f"must be a group name or number, got {v!r}")
+
+    def _parse_umask(self) -> int | None:
+        v = self.umask
+        if v is None:
+            return None
+        if isinstance(v, str):
+            try:
+                v = int(v, 8)
+            except ValueError:
+                raise ConfigError("umask", f"must be an octal mode like '022', got {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0o777:
+            raise ConfigError("umask", f"must be an octal mode like '022', got {v!r}")
+        return v

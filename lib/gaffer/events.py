@@ -1,0 +1,200 @@
+"""The event bus: topics, prefix subscriptions, and bounded subscriber queues.
+
+Every event is an immutable :class:`Event` with a sequence number that only grows,
+a wall-clock timestamp, the topics it is published under and a payload. An event
+published under several topics (``exit``, ``job.default.web.exit``,
+``proc.7.exit``) is still one event: a subscriber that matches several of them
+receives it once.
+
+Subscriptions match by dotted prefix: ``job.default.web`` receives
+``job.default.web.exit``; ``.`` receives everything.
+
+Delivery happens on the loop, after the publishing code has returned, so a
+listener never runs in the middle of a state change. A listener that raises is
+logged and skipped; a :class:`Subscription` that is not drained drops its oldest
+events and counts them instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("gaffer.events")
+
+Listener = Callable[["Event"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    time: float
+    type: str
+    topics: tuple[str, ...]
+    data: Mapping[str, Any]
+
+    @property
+    def topic(self) -> str:
+        """The most specific topic (the last one it was published under)."""
+        return self.topics[-1]
+
+    def matches(self, prefix: str) -> bool:
+        return any(topic_matches(prefix, t) for t in self.topics)
+
+    def matched_topic(self, prefix: str) -> str:
+        for t in reversed(self.topics):
+            if topic_matches(prefix, t):
+                return t
+        return self.topic
+
+    def to_dict(self, topic: str | None = None) -> dict[str, Any]:
+        return {
+            **self.data,
+            "event": self.type,
+            "topic": topic or self.topic,
+            "seq": self.seq,
+            "time": self.time,
+        }
+
+
+def topic_matches(prefix: str, topic: str) -> bool:
+    if prefix in (".", ""):
+        return True
+    return topic == prefix or topic.startswith(prefix + ".")
+
+
+def _prefixes(topic: str) -> Iterable[str]:
+    yield "."
+    start = 0
+    while True:
+        i = topic.find(".", start)
+        if i < 0:
+            yield topic
+            return
+        yield topic[:i]
+        start = i + 1
+
+
+class EventEmitter:
+    """Publishes events to listeners subscribed by topic prefix."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._seq = 0
+        self._subs: dict[str, list[Listener]] = {}
+        self._pending: collections.deque[Event] = collections.deque()
+        self._scheduled = False
+        self.failed_deliveries = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def subscribe(self, topic: str, listener: Listener) -> None:
+        topic = "." if topic in ("", ".") else topic
+        self._subs.setdefault(topic, []).append(listener)
+
+    def unsubscribe(self, topic: str, listener: Listener) -> None:
+        topic = "." if topic in ("", ".") else topic
+        listeners = self._subs.get(topic)
+        if not listeners:
+            return
+        try:
+            listeners.remove(listener)
+        except ValueError:
+            return
+        if not listeners:
+            del self._subs[topic]
+
+    def publish(self, type_: str, topics: tuple[str, ...], data: Mapping[str, Any]) -> Event:
+        """Publish one event under ``topics``; returns it (with its sequence number)."""
+        self._seq += 1
+        event = Event(self._seq, time.time(), type_, topics, data)
+        if self._subs:
+            self._pending.append(event)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self._drain)
+        return event
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, collections.deque()
+        subs = self._subs
+        for event in pending:
+            seen: set[int] = set()
+            for topic in event.topics:
+                for prefix in _prefixes(topic):
+                    for listener in subs.get(prefix, ()):
+                        key = id(listener)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        try:
+                            listener(event)
+                        except Exception:
+                            self.failed_deliveries += 1
+                            log.exception("event listener %r failed on %s", listener, event.topic)
+
+
+class Subscription:
+    """A bounded queue of the events on one topic, for code that wants to pull.
+
+    ``async for event in sub`` or ``await sub.get()``. When more than ``maxsize``
+    events wait unread, the oldest are dropped and counted in :attr:`dropped`.
+    """
+
+    def __init__(self, topic: str, maxsize: int = 10_000) -> None:
+        self.topic = topic
+        self.dropped = 0
+        self._queue: collections.deque[Event] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def __call__(self, event: Event) -> None:
+        if self.closed:
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def get_nowait(self) -> Event | None:
+        return self._queue.popleft() if self._queue else None
+
+    async def get(self) -> Event:
+        while not self._queue:
+            if self.closed:
+                raise EOFError("subscription closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.get()
+            except EOFError:
+                return

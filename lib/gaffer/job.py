@@ -1,0 +1,501 @@
+"""A job: the wanted set of processes built from one config, kept at its size.
+
+The job owns *slots* ``0..numprocesses-1``. Each slot holds at most one live
+supervised process, whose ``$GAFFER_INDEX`` is the slot's index for its whole
+life. When a slot's process exits the job decides, in :meth:`Job._on_exit`, what
+the slot does next:
+
+- restart policy says no (``never``, or ``on-failure`` and a clean exit) → the
+  process ends ``exited`` and the slot stays empty;
+- it had been up for ``startsecs`` (a stable run) → ``exited`` and an immediate
+  replacement, the fastest repair possible;
+- it died sooner (a failed start) → ``backoff`` and a replacement after an
+  exponentially growing delay, reset by the next stable run;
+- the slot restarted ``flapping.attempts`` times within ``flapping.window`` →
+  held back ``flapping.retry_in`` seconds (``backoff``), and after
+  ``flapping.max_retry`` holds the slot gives up: ``fatal``.
+
+Everything is driven by exit events and timers; nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gaffer import states
+from gaffer.config import ProcessConfig
+from gaffer.errors import BadRequest
+from gaffer.events import EventEmitter
+from gaffer.process import Process
+from gaffer.reaper import ChildWatcher
+
+log = logging.getLogger("gaffer.job")
+
+HISTORY_SIZE = 50
+
+
+class JobContext(Protocol):
+    """What a job needs from its manager."""
+
+    loop: asyncio.AbstractEventLoop
+    emitter: EventEmitter
+    watcher: ChildWatcher
+
+    def get_process_id(self) -> int: ...
+
+    def _register(self, proc: Process) -> None: ...
+
+    def _unregister(self, proc: Process) -> None: ...
+
+
+@dataclass
+class Slot:
+    index: int
+    process: Process | None = None
+    failures: int = 0  # failed starts in a row
+    restarts: collections.deque[float] = field(default_factory=collections.deque)
+    flap_holds: int = 0
+    timer: asyncio.TimerHandle | None = None
+    due: float | None = None  # wall-clock time of the scheduled respawn
+    status: str = "idle"  # idle, running, backoff, flapping, fatal, exited
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        self.due = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "status": self.status,
+            "pid": self.process.pid if self.process else None,
+            "state": self.process.state if self.process else None,
+            "failures": self.failures,
+            "next_start": self.due,
+        }
+
+
+_SCALE = re.compile(r"([+=-]?)(\d+)")
+
+
+def parse_scale(current: int, n: object) -> int:
+    """The new size for ``scale(n)``: an int or digit string adds (negative
+    removes), ``"+N"`` adds, ``"-N"`` removes, ``"=N"`` sets. Never below 0."""
+    if isinstance(n, bool):
+        raise BadRequest(f"scale: expected an integer, '+N', '-N' or '=N', got {n!r}")
+    if isinstance(n, int):
+        return max(0, current + n)
+    if isinstance(n, str):
+        m = _SCALE.fullmatch(n.strip())
+        if m:
+            op, value = m.group(1), int(m.group(2))
+            if op == "=":
+                return value
+            if op == "-":
+                return max(0, current - value)
+            return current + value
+    raise BadRequest(f"scale: expected an integer, '+N', '-N' or '=N', got {n!r}")
+
+
+class Job:
+    def __init__(
+        self,
+        ctx: JobContext,
+        session: str,
+        jobname: str,
+        config: ProcessConfig,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.jobname = jobname
+        self.name = f"{session}.{jobname}"
+        self.config = config
+        self.env = dict(env or {})
+        self.numprocesses = config.numprocesses
+        self.active = False
+        self.slots: dict[int, Slot] = {}
+        self.once: dict[int, Process] = {}  # committed one-off processes
+        self.retiring: set[Process] = set()  # replaced or scaled away, still stopping
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SIZE)
+        self.restarts = 0
+        self.exits_by_reason: collections.Counter[str] = collections.Counter()
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} active={self.active} {self.running}/{self.numprocesses}>"
+
+    # -- events -----------------------------------------------------------------
+
+    def _publish(self, type_: str, data: dict[str, Any], glob: bool = True) -> None:
+        topics = (f"job.{self.name}.{type_}",)
+        if glob:
+            topics = (type_, *topics)
+        self.ctx.emitter.publish(type_, topics, {"name": self.name, **data})
+
+    # -- views ------------------------------------------------------------------
+
+    @property
+    def processes(self) -> list[Process]:
+        """Live supervised processes in slot order (not one-off runs)."""
+        out = [s.process for _, s in sorted(self.slots.items()) if s.process is not None]
+        return out
+
+    def all_processes(self) -> list[Process]:
+        return [*self.processes, *self.retiring, *self.once.values()]
+
+    @property
+    def running(self) -> int:
+        """Processes in the ``running`` state (up for at least ``startsecs``)."""
+        return sum(1 for p in self.processes if p.state == states.RUNNING)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "active": self.active,
+            "running": len(self.processes),
+            "ready": self.running,
+            "running_out": len(self.once),
+            "max_processes": self.numprocesses,
+            "numprocesses": self.numprocesses,
+            "processes": self.pids,
+            "slots": [s.info() for _, s in sorted(self.slots.items())],
+            "restarts": self.restarts,
+            "exits_by_reason": dict(self.exits_by_reason),
+            "history": list(self.history),
+            "config": self.config.to_dict(),
+        }
+
+    # -- control ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.active:
+            self.active = True
+            self._publish("start", {})
+        for slot in self.slots.values():
+            if slot.status == "fatal":
+                slot.status = "idle"
+                slot.failures = 0
+                slot.flap_holds = 0
+                slot.restarts.clear()
+        self._manage()
+
+    def stop(self, graceful_timeout: float | None = None) -> asyncio.Future[Any]:
+        """Stop the job's supervised processes; they are not replaced. The future
+        resolves once all of them have exited."""
+        was_active = self.active
+        self.active = False
+        waits = []
+        for slot in self.slots.values():
+            slot.cancel_timer()
+            if slot.process is not None:
+                waits.append(slot.process.stop(graceful_timeout))
+            if slot.status != "fatal" or was_active:
+                slot.status = "idle"
+        waits += [p.stop(graceful_timeout) for p in self.retiring]
+        if was_active:
+            self._publish("stop", {})
+        return asyncio.gather(*waits)
+
+    def stop_all(self, graceful_timeout: float | None = None) -> asyncio.Future[Any]:
+        """Stop everything, one-off runs included (unload, shutdown)."""
+        waits = [self.stop(graceful_timeout)]
+        waits += [p.stop(graceful_timeout) for p in self.once.values()]
+        return asyncio.gather(*waits)
+
+    def scale(self, n: object) -> int:
+        new = parse_scale(self.numprocesses, n)
+        self.numprocesses = new
+        # Surplus slots go from the top, so indices stay 0..n-1 (ports stay valid).
+        for index in sorted(self.slots, reverse=True):
+            if index < new:
+                break
+            slot = self.slots.pop(index)
+            slot.cancel_timer()
+            if slot.process is not None:
+                self.retiring.add(slot.process)
+                slot.process.stop()
+        if self.active:
+            self._manage()
+        return new
+
+    def manage(self) -> None:
+        """Bring the job to its wanted size now (no-op when it is stopped)."""
+        if self.active:
+            self._manage()
+
+    def _manage(self) -> None:
+        for index in range(self.numprocesses):
+            slot = self.slots.get(index)
+            if slot is None:
+                slot = self.slots[index] = Slot(index)
+            if slot.process is None and slot.timer is None and slot.status in ("idle", "running"):
+                self._spawn(slot)
+
+    def _spawn(self, slot: Slot) -> Process:
+        slot.cancel_timer()
+        ctx = self.ctx
+        proc = Process(
+            loop=ctx.loop,
+            emitter=ctx.emitter,
+            watcher=ctx.watcher,
+            pid=ctx.get_process_id(),
+            job=self.name,
+            config=self.config,
+            index=slot.index,
+            env=self.env,
+            on_exit=self._on_exit,
+        )
+        slot.process = proc
+        slot.status = "running"
+        ctx._register(proc)
+        try:
+            proc.spawn()
+        except OSError as e:
+            log.error("%s[%d]: cannot start %s: %s", self.name, slot.index, self.config.cmd, e)
+            proc.spawn_failed(e)
+        return proc
+
+    def commit(
+        self, graceful_timeout: float | None = None, env: Mapping[str, str] | None = None
+    ) -> Process:
+        """Start a one-off process with the job's config; it is never restarted."""
+        used = {p.index for p in self.all_processes()}
+        index = self.numprocesses
+        while index in used:
+            index += 1
+        ctx = self.ctx
+        extra = {**self.env, **(env or {})}
+        self.config.check_env(extra)
+        proc = Process(
+            loop=ctx.loop,
+            emitter=ctx.emitter,
+            watcher=ctx.watcher,
+            pid=ctx.get_process_id(),
+            job=self.name,
+            config=self.config,
+            index=index,
+            env=extra,
+            committed=True,
+            graceful_timeout=graceful_timeout or None,
+            on_exit=self._on_exit,
+        )
+        self.once[proc.pid] = proc
+        ctx._register(proc)
+        try:
+            proc.spawn()
+        except OSError as e:
+            proc.spawn_failed(e)
+        return proc
+
+    def replace_process(self, proc: Process) -> None:
+        """Stop one supervised process; its slot gets a fresh one (stop_process)."""
+        proc.stop()
+
+    async def rolling_replace(self, config: ProcessConfig | None = None) -> None:
+        """Restart every slot one at a time, starting the new process first and
+        stopping the old one once the new one is ``running``. If a new process
+        fails to start, the old ones keep running and RuntimeError is raised."""
+        if config is not None:
+            self.config = config
+        if not self.active:
+            return
+        for index in sorted(self.slots):
+            slot = self.slots.get(index)
+            if slot is None or not self.active:
+                continue
+            old = slot.process
+            if old is not None and not old.active:
+                old = None
+            if old is not None:
+                slot.process = None
+                self.retiring.add(old)
+            slot.status = "running"
+            slot.failures = 0
+            new = self._spawn(slot)
+            ok = await self._wait_started(new)
+            if not ok:
+                if old is not None and old.active:
+                    # Give the slot back to the old process; the failed one is gone.
+                    self.retiring.discard(old)
+                    if slot.process is new or slot.process is None:
+                        slot.cancel_timer()
+                        slot.status = "running"
+                        if new.active:
+                            self.retiring.add(new)
+                            new.stop()
+                        slot.process = old
+                raise RuntimeError(f"{self.name}[{index}]: the new process failed to start")
+            if old is not None:
+                await old.stop()
+
+    async def _wait_started(self, proc: Process) -> bool:
+        if proc.state == states.RUNNING:
+            return True
+        if proc.state not in (states.STARTING,):
+            return False
+        loop = self.ctx.loop
+        done: asyncio.Future[bool] = loop.create_future()
+        topic = f"proc.{proc.pid}.state"
+
+        def on_event(event: Any) -> None:
+            if done.done():
+                return
+            if proc.state == states.RUNNING:
+                done.set_result(True)
+            elif proc.state not in (states.STARTING,):
+                done.set_result(False)
+
+        self.ctx.emitter.subscribe(topic, on_event)
+        try:
+            return await done
+        finally:
+            self.ctx.emitter.unsubscribe(topic, on_event)
+
+    # -- exits ------------------------------------------------------------------
+
+    def _record(self, proc: Process, outcome: str) -> None:
+        status = proc.exit
+        reason = proc.exit_reason or "exited"
+        if proc.state == states.STARTING and reason in ("exited", "killed"):
+            reason = "start_failed"
+        self.exits_by_reason[reason] += 1
+        self.history.append(
+            {
+                "pid": proc.pid,
+                "os_pid": proc.os_pid,
+                "index": proc.index,
+                "time": time.time(),
+                "exit_status": status.exit_status if status else None,
+                "term_signal": status.term_signal if status else None,
+                "uptime": round(proc.uptime or 0.0, 3),
+                "reason": reason,
+                "outcome": outcome,
+                "once": proc.committed,
+                "error": proc.spawn_error,
+            }
+        )
+
+    def _on_exit(self, proc: Process) -> None:
+        self.ctx._unregister(proc)
+        if proc.committed:
+            self.once.pop(proc.pid, None)
+            self._record(proc, states.EXITED)
+            proc.finish(states.EXITED, proc.exit_reason)
+            return
+        slot = self.slots.get(proc.index)
+        if proc in self.retiring or slot is None or slot.process is not proc:
+            self.retiring.discard(proc)
+            self._record(proc, states.EXITED)
+            proc.finish(states.EXITED, proc.exit_reason)
+            return
+        slot.process = None
+        decision, delay, why = self._decide(slot, proc)
+        self._record(proc, decision)
+        if decision == states.EXITED and delay is None:
+            slot.status = "exited" if self.active else "idle"
+            proc.finish(states.EXITED, why)
+            return
+        if decision == states.FATAL:
+            slot.status = "fatal"
+            proc.finish(states.FATAL, why)
+            log.error("%s[%d]: %s; giving up", self.name, slot.index, why)
+            return
+        self.restarts += 1
+        if delay == 0:
+            slot.status = "running"
+            proc.finish(states.EXITED, why)
+            self._spawn(slot)
+            return
+        assert delay is not None
+        slot.status = "flapping" if why.startswith("flapping") else "backoff"
+        slot.due = time.time() + delay
+        slot.timer = self.ctx.loop.call_later(delay, self._respawn, slot)
+        proc.finish(states.BACKOFF, why)
+
+    def _respawn(self, slot: Slot) -> None:
+        slot.timer = None
+        slot.due = None
+        if self.active and self.slots.get(slot.index) is slot and slot.process is None:
+            slot.status = "running"
+            self._spawn(slot)
+
+    def _decide(self, slot: Slot, proc: Process) -> tuple[str, float | None, str]:
+        """(terminal state, respawn delay or None for no respawn, reason)."""
+        cfg = self.config
+        status = proc.exit
+        assert status is not None
+        if status.term_signal:
+            what = f"killed by signal {status.term_signal}"
+        else:
+            what = f"exited with status {status.exit_status}"
+        if proc.spawn_error:
+            what = f"could not start: {proc.spawn_error}"
+        if proc.stop_requested:
+            if self.active and slot.index < self.numprocesses:
+                return states.EXITED, 0.0, "stopped; replaced"
+            return states.EXITED, None, "stopped"
+        if not self.active:
+            return states.EXITED, None, what
+        failed = bool(status.term_signal) or status.exit_status not in cfg.success_exit_codes
+        if cfg.restart == "never" or (cfg.restart == "on-failure" and not failed):
+            return states.EXITED, None, f"{what}; restart={cfg.restart}"
+
+        early = proc.state == states.STARTING or proc.spawn_error is not None
+        slot.failures = slot.failures + 1 if early else 0
+        delay = cfg.backoff_config.delay(slot.failures)
+        why = f"{what} after {proc.uptime or 0:.3f}s" + ("; failed to start" if early else "")
+
+        flapping = cfg.flapping_config
+        if flapping is not None:
+            now = time.monotonic()
+            if (proc.uptime or 0) > flapping.window:
+                slot.flap_holds = 0  # a run longer than the window: not flapping
+            slot.restarts.append(now)
+            while slot.restarts and now - slot.restarts[0] > flapping.window:
+                slot.restarts.popleft()
+            if len(slot.restarts) >= flapping.attempts:
+                slot.restarts.clear()
+                slot.flap_holds += 1
+                fatal = slot.flap_holds > flapping.max_retry
+                self._publish(
+                    "flap",
+                    {
+                        "index": slot.index,
+                        "attempts": flapping.attempts,
+                        "window": flapping.window,
+                        "retry_in": None if fatal else flapping.retry_in,
+                        "retries_left": max(0, flapping.max_retry - slot.flap_holds + 1),
+                        "fatal": fatal,
+                    },
+                )
+                if fatal:
+                    return (
+                        states.FATAL,
+                        None,
+                        f"flapping: {what}; gave up after {flapping.max_retry} retries",
+                    )
+                return (
+                    states.BACKOFF,
+                    max(delay, flapping.retry_in),
+                    f"flapping: {flapping.attempts} restarts within {flapping.window:g}s; "
+                    f"retry in {flapping.retry_in:g}s",
+                )
+        if delay > 0:
+            return states.BACKOFF, delay, f"{why}; retry in {delay:g}s"
+        return states.EXITED, 0.0, why
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            slot.cancel_timer()

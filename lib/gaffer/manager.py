@@ -1,0 +1,549 @@
+"""The Manager: loads jobs into sessions and keeps their processes alive.
+
+One manager runs on one event loop (uvloop unless ``GAFFER_LOOP=asyncio`` or
+``Manager(loop_kind="asyncio")``). Apps — the HTTP API, the daemon's plumbing —
+plug in with ``manager.start(apps=[...])``: each gets ``app.start(loop, manager)``
+and, on shutdown, ``app.stop()``.
+
+Every method is called on the loop's thread, except :meth:`Manager.stop` and
+:meth:`Manager.restart`, which may be called from any thread. Methods that start
+work which takes time (stopping, reloading) return a future; the ``wait_*``
+coroutines wait for the state a caller wants, driven by events, never by polling.
+
+Job names are ``session.job``; a name without a session means ``default``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from gaffer import states
+from gaffer.config import DEFAULT_SESSION, ProcessConfig, split_name
+from gaffer.errors import AlreadyExists, BadRequest, InvalidState, NotFound
+from gaffer.events import Event, EventEmitter, Listener, Subscription
+from gaffer.job import Job
+from gaffer.loop import new_event_loop
+from gaffer.process import Process
+from gaffer.reaper import ChildWatcher, make_watcher
+from gaffer.signals import parse_signal
+
+log = logging.getLogger("gaffer.manager")
+
+STATS_INTERVAL = 1.0
+
+
+class App(Protocol):
+    def start(self, loop: asyncio.AbstractEventLoop, manager: Manager) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Manager:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        loop_kind: str | None = None,
+        child_watcher: str | None = None,
+    ) -> None:
+        self._own_loop = loop is None
+        self.loop = loop if loop is not None else new_event_loop(loop_kind)
+        self.emitter = EventEmitter(self.loop)
+        self._watcher_kind = child_watcher
+        self.watcher: ChildWatcher = _NoWatcher()
+        self._sessions: dict[str, dict[str, Job]] = {}
+        self._processes: dict[int, Process] = {}
+        self._pid_counter = itertools.count(1)
+        self.apps: list[Any] = []
+        self.started = False
+        self._stopping: asyncio.Future[None] | None = None
+        self._thread_id: int | None = None
+        self._monitors: dict[str, list[Callable[..., Any]]] = {}
+        self._stats_timer: asyncio.TimerHandle | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self, apps: Iterable[Any] = ()) -> None:
+        """Start watching children and start each app (``app.start(loop, self)``)."""
+        if self.started:
+            raise InvalidState("the manager is already started")
+        self.watcher = make_watcher(self.loop, self._watcher_kind)
+        self._thread_id = threading.get_ident()
+        self.started = True
+        self._stopping = None
+        for app in apps:
+            app.start(self.loop, self)
+            self.apps.append(app)
+        self._publish("start", {})
+
+    @property
+    def active(self) -> bool:
+        return self.started and self._stopping is None
+
+    def run(self) -> None:
+        """Run the loop until :meth:`stop` has finished (only for a manager that
+        created its own loop)."""
+        if not self.started:
+            self.start()
+        if self.loop.is_running():
+            raise InvalidState("the loop is already running")
+        self.loop.run_forever()
+
+    def _in_loop_thread(self) -> bool:
+        return self._thread_id is None or threading.get_ident() == self._thread_id
+
+    def stop(self, callback: Callable[[Manager], Any] | None = None) -> None:
+        """Stop every job gracefully, then the apps; then call ``callback`` and,
+        if :meth:`run` is running the loop, return from it. Thread-safe."""
+        if not self._in_loop_thread():
+            self.loop.call_soon_threadsafe(self.stop, callback)
+            return
+        fut = asyncio.ensure_future(self.astop(), loop=self.loop)
+
+        def done(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("error while stopping", exc_info=f.exception())
+            if callback is not None:
+                callback(self)
+            if self._own_loop and self.loop.is_running():
+                self.loop.stop()
+
+        fut.add_done_callback(done)
+
+    async def astop(self, graceful_timeout: float | None = None) -> None:
+        """Stop everything and wait for it. Jobs stop in reverse priority order."""
+        if not self.started:
+            return
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+            return
+        self._stopping = self.loop.create_future()
+        try:
+            for app in reversed(self.apps):
+                try:
+                    app.stop()
+                except Exception:
+                    log.exception("app %r failed to stop", app)
+            await self._stop_jobs(self._all_jobs(), graceful_timeout, unload=False)
+            self._stop_stats()
+            self._publish("stop", {})
+            for job in self._all_jobs():
+                job.close()
+            self.watcher.close()
+            self.apps = []
+            self.started = False
+        finally:
+            self._stopping.set_result(None)
+
+    def restart(self, callback: Callable[[Manager], Any] | None = None) -> None:
+        """Restart every app and every active job's processes. Thread-safe."""
+        if not self._in_loop_thread():
+            self.loop.call_soon_threadsafe(self.restart, callback)
+            return
+
+        async def run() -> None:
+            for app in self.apps:
+                if hasattr(app, "restart"):
+                    app.restart()
+            jobs = [j for j in self._all_jobs() if j.active]
+            await self._stop_jobs(jobs, None, unload=False)
+            for job in sorted(jobs, key=lambda j: j.config.priority):
+                job.start()
+            if callback is not None:
+                callback(self)
+
+        asyncio.ensure_future(run(), loop=self.loop)
+
+    async def _stop_jobs(
+        self, jobs: list[Job], graceful_timeout: float | None, unload: bool
+    ) -> None:
+        # Highest priority value first; jobs of one priority stop together.
+        for _, group in itertools.groupby(
+            sorted(jobs, key=lambda j: -j.config.priority), key=lambda j: j.config.priority
+        ):
+            await asyncio.gather(*(j.stop_all(graceful_timeout) for j in group))
+
+    def wakeup(self) -> None:
+        """Wake the loop from another thread (it runs pending callbacks)."""
+        self.loop.call_soon_threadsafe(lambda: None)
+
+    # -- ids and registry ---------------------------------------------------------
+
+    def get_process_id(self) -> int:
+        """A new internal pid: a counter, never reused."""
+        return next(self._pid_counter)
+
+    def _register(self, proc: Process) -> None:
+        self._processes[proc.pid] = proc
+
+    def _unregister(self, proc: Process) -> None:
+        self._processes.pop(proc.pid, None)
+
+    def _publish(self, type_: str, data: dict[str, Any]) -> Event:
+        return self.emitter.publish(type_, (f"manager.{type_}",), data)
+
+    def _all_jobs(self) -> list[Job]:
+        return [j for jobs in self._sessions.values() for j in jobs.values()]
+
+    # -- jobs -------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    def _require_started(self) -> None:
+        if not self.started:
+            raise InvalidState("the manager is not started")
+
+    def load(
+        self,
+        config: ProcessConfig | Mapping[str, Any],
+        sessionid: str | None = None,
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+    ) -> Job:
+        """Load a job into ``sessionid`` (default ``default``) and start it unless
+        ``start`` or ``config.start`` is false. 409 if it exists."""
+        self._require_started()
+        if not isinstance(config, ProcessConfig):
+            config = ProcessConfig.from_dict(config)
+        session = sessionid or DEFAULT_SESSION
+        if "." in session or "/" in session:
+            raise BadRequest(f"sessionid: no '.' or '/' allowed in {session!r}")
+        jobs = self._sessions.setdefault(session, {})
+        if config.name in jobs:
+            raise AlreadyExists(f"job {session}.{config.name} already exists")
+        env = dict(env or {})
+        try:
+            config.check_env(env)
+        except BaseException:
+            if not jobs:
+                del self._sessions[session]
+            raise
+        job = Job(self, session, config.name, config, env)
+        jobs[config.name] = job
+        job._publish("load", {})
+        if start and config.start:
+            job.start()
+        return job
+
+    def _resolve(self, name: str | ProcessConfig | Job, sessionid: str | None) -> Job:
+        if isinstance(name, Job):
+            return name
+        if isinstance(name, ProcessConfig):
+            name = name.name
+            sessionid = sessionid or DEFAULT_SESSION
+        session, jobname = split_name(name, sessionid)
+        try:
+            return self._sessions[session][jobname]
+        except KeyError:
+            raise NotFound(f"job {session}.{jobname} not found") from None
+
+    def get(self, name: str, sessionid: str | None = None) -> Job:
+        return self._resolve(name, sessionid)
+
+    def unload(
+        self, name_or_process: str | ProcessConfig | Job, sessionid: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Stop every process of the job (one-off runs too) and remove it."""
+        job = self._resolve(name_or_process, sessionid)
+        del self._sessions[job.session][job.jobname]
+        if not self._sessions[job.session]:
+            del self._sessions[job.session]
+        fut = job.stop_all()
+        job.close()
+        job._publish("unload", {})
+        return fut
+
+    def update(
+        self,
+        config: ProcessConfig | Mapping[str, Any],
+        sessionid: str | None = None,
+        env: Mapping[str, str] | None = None,
+        start: bool = False,
+    ) -> asyncio.Future[None]:
+        """Replace a job's config. A running job is restarted slot by slot on the
+        new config (new process first); a change of ``numprocesses`` alone scales
+        in place. ``start`` also starts a stopped job."""
+        if not isinstance(config, ProcessConfig):
+            config = ProcessConfig.from_dict(config)
+        job = self._resolve(config.name, sessionid or DEFAULT_SESSION)
+        if env is not None:
+            config.check_env(env)
+            job.env = dict(env)
+        else:
+            config.check_env(job.env)
+        old = job.config
+        job._publish("update", {})
+        fut: asyncio.Future[None] = self.loop.create_future()
+        if old.replace(numprocesses=config.numprocesses) == config:
+            job.config = config
+            job.scale(f"={config.numprocesses}")
+            if start:
+                job.start()
+            fut.set_result(None)
+            return fut
+        job.numprocesses = config.numprocesses
+        if job.active:
+            job.scale(f"={config.numprocesses}")
+            return asyncio.ensure_future(job.rolling_replace(config), loop=self.loop)
+        job.config = config
+        if start:
+            job.start()
+        fut.set_result(None)
+        return fut
+
+    def reload(self, name: str, sessionid: str | None = None) -> asyncio.Future[None]:
+        """Restart the job's processes one slot at a time (new process first; the
+        old one stops once the new one is running)."""
+        job = self._resolve(name, sessionid)
+        if not job.active:
+            job.start()
+            fut: asyncio.Future[None] = self.loop.create_future()
+            fut.set_result(None)
+            return fut
+        return asyncio.ensure_future(job.rolling_replace(), loop=self.loop)
+
+    def start_job(self, name: str, sessionid: str | None = None) -> Job:
+        job = self._resolve(name, sessionid)
+        job.start()
+        return job
+
+    def stop_job(self, name: str, sessionid: str | None = None) -> asyncio.Future[Any]:
+        return self._resolve(name, sessionid).stop()
+
+    def stopall(self, name: str | None = None) -> asyncio.Future[Any]:
+        """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
+        job when ``name`` is None."""
+        jobs = [self._resolve(name, None)] if name is not None else self._all_jobs()
+        return asyncio.ensure_future(self._stop_jobs(jobs, None, unload=False), loop=self.loop)
+
+    def scale(self, name: str, n: int | str) -> int:
+        """Change the wanted number of processes; returns it. See
+        :func:`gaffer.job.parse_scale` for ``n``."""
+        return self._resolve(name, None).scale(n)
+
+    def manage(self, name: str) -> None:
+        """Bring job ``name`` to its wanted size now."""
+        self._resolve(name, None).manage()
+
+    def commit(
+        self,
+        name: str,
+        graceful_timeout: float = 0,
+        env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run a one-off process of the job, never restarted; returns its pid."""
+        self._require_started()
+        if isinstance(graceful_timeout, bool) or not isinstance(graceful_timeout, int | float):
+            raise BadRequest(f"graceful_timeout: expected seconds, got {graceful_timeout!r}")
+        if env is not None and not isinstance(env, Mapping):
+            raise BadRequest(f"env: expected a mapping, got {env!r}")
+        return self._resolve(name, None).commit(graceful_timeout, env).pid
+
+    def jobs(self, sessionid: str | None = None) -> list[str]:
+        if sessionid is not None:
+            if sessionid not in self._sessions:
+                raise NotFound(f"session {sessionid} not found")
+            return [j.name for j in self._sessions[sessionid].values()]
+        return [j.name for j in self._all_jobs()]
+
+    def jobs_walk(self, callback: Callable[[Manager, str], Any], sessionid: str | None = None) -> None:
+        for name in self.jobs(sessionid):
+            callback(self, name)
+
+    def info(self, name: str) -> dict[str, Any]:
+        return self._resolve(name, None).info()
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """Per-process stats and job totals (cpu %, memory %) in 0.5's shape."""
+        job = self._resolve(name, None)
+        per = [p.stats() for p in job.processes]
+        cpus = [s["cpu"] for s in per if s["cpu"] is not None]
+        mems = [s["mem"] for s in per if s["mem"] is not None]
+        return {
+            "name": job.name,
+            "stats": per,
+            "cpu": round(sum(cpus), 3),
+            "max_cpu": max(cpus, default=0.0),
+            "min_cpu": min(cpus, default=0.0),
+            "mem": round(sum(mems), 3),
+            "max_mem": max(mems, default=0.0),
+            "min_mem": min(mems, default=0.0),
+        }
+
+    # -- processes --------------------------------------------------------------
+
+    def get_process(self, pid: int | str) -> Process:
+        try:
+            return self._processes[int(pid)]
+        except (KeyError, ValueError, TypeError):
+            raise NotFound(f"process {pid} not found") from None
+
+    def pids(self, name: str | None = None) -> list[int]:
+        if name is not None:
+            return self._resolve(name, None).pids
+        return sorted(self._processes)
+
+    def list(self, name: str | None = None) -> list[Process]:
+        """Live processes of a job (supervised ones), or of every job."""
+        if name is not None:
+            return self._resolve(name, None).processes
+        return [self._processes[pid] for pid in sorted(self._processes)]
+
+    def walk(self, callback: Callable[[Manager, Process], Any], name: str | None = None) -> None:
+        for proc in self.list(name):
+            callback(self, proc)
+
+    def stop_process(self, pid: int | str) -> asyncio.Future[Process]:
+        """Stop one process. A supervised one is replaced in its slot by a new
+        process, as a crash would be; a one-off run just ends."""
+        return self.get_process(pid).stop()
+
+    def kill(self, pid: int | str, sig: int | str) -> None:
+        """Send a signal (``15``, ``"15"``, ``"TERM"``, ``"SIGTERM"``) to one process."""
+        signum = parse_signal(sig)
+        self.get_process(pid).kill(signum)
+
+    def killall(self, name: str, sig: int | str) -> None:
+        """Send a signal to every live process of a job (one-off runs included)."""
+        signum = parse_signal(sig)
+        job = self._resolve(name, None)
+        for proc in job.all_processes():
+            if proc.alive:
+                proc.kill(signum)
+        job._publish("kill", {"signum": signum}, glob=False)
+
+    def send(self, pid: int | str, lines: bytes | str | list[Any], stream: str | None = None) -> None:
+        """Write to a process's stdin (``redirect_input``) or custom stream."""
+        proc = self.get_process(pid)
+        if isinstance(lines, list):
+            data = b"".join(x if isinstance(x, bytes) else str(x).encode() for x in lines)
+        elif isinstance(lines, bytes | str):
+            data = lines if isinstance(lines, bytes) else lines.encode()
+        else:
+            raise BadRequest(f"lines: expected text, bytes or a list, got {type(lines).__name__}")
+        proc.send(data, stream)
+
+    # -- events -----------------------------------------------------------------
+
+    def subscribe(self, topic: str, maxsize: int = 10_000) -> Subscription:
+        """A bounded queue of the events whose topic starts with ``topic``
+        (``.`` for all). Pass it to :meth:`unsubscribe` when done."""
+        sub = Subscription(topic, maxsize)
+        self.emitter.subscribe(topic, sub)
+        return sub
+
+    def unsubscribe(self, topic: str, channel: Subscription | Listener) -> None:
+        self.emitter.unsubscribe(topic, channel)
+        if isinstance(channel, Subscription):
+            channel.close()
+
+    def monitor(self, listener: Callable[[str, dict[str, Any]], Any], name: str | int) -> None:
+        """Call ``listener("stat", stats)`` every second for each process of job
+        ``name`` (or for the process with that pid) until :meth:`unmonitor`.
+        The sampling timer runs only while someone monitors."""
+        self._monitored(name)  # NotFound now rather than silence later
+        self._monitors.setdefault(str(name), []).append(listener)
+        if self._stats_timer is None:
+            self._stats_timer = self.loop.call_later(STATS_INTERVAL, self._sample_stats)
+
+    def unmonitor(self, listener: Callable[..., Any], name: str | int) -> None:
+        listeners = self._monitors.get(str(name), [])
+        if listener in listeners:
+            listeners.remove(listener)
+        if not listeners:
+            self._monitors.pop(str(name), None)
+        if not self._monitors:
+            self._stop_stats()
+
+    def _monitored(self, name: str | int) -> list[Process]:
+        if isinstance(name, int) or name.isdigit():
+            return [self.get_process(name)]
+        return self._resolve(name, None).processes
+
+    def _stop_stats(self) -> None:
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
+            self._stats_timer = None
+
+    def _sample_stats(self) -> None:
+        self._stats_timer = None
+        for name, listeners in list(self._monitors.items()):
+            try:
+                procs = self._monitored(name)
+            except NotFound:
+                continue
+            for proc in procs:
+                stats = proc.stats()
+                for listener in list(listeners):
+                    try:
+                        listener("stat", stats)
+                    except Exception:
+                        log.exception("stats listener %r failed", listener)
+        if self._monitors:
+            self._stats_timer = self.loop.call_later(STATS_INTERVAL, self._sample_stats)
+
+    # -- awaitables -------------------------------------------------------------
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float | None = None,
+        topic: str = ".",
+    ) -> None:
+        """Return once ``predicate()`` is true, re-checking after every event on
+        ``topic``. Raises TimeoutError after ``timeout`` seconds."""
+        if predicate():
+            return
+        done = self.loop.create_future()
+
+        def on_event(_: Event) -> None:
+            if not done.done() and predicate():
+                done.set_result(None)
+
+        self.emitter.subscribe(topic, on_event)
+        try:
+            await asyncio.wait_for(done, timeout)
+        finally:
+            self.emitter.unsubscribe(topic, on_event)
+
+    async def wait_running(self, name: str, n: int | None = None, timeout: float | None = None) -> Job:
+        """Wait until job ``name`` has ``n`` (default: its wanted number of)
+        processes in the ``running`` state and no others."""
+        job = self._resolve(name, None)
+
+        def ok() -> bool:
+            want = job.numprocesses if n is None else n
+            procs = job.processes
+            return len(procs) == want and all(p.state == states.RUNNING for p in procs)
+
+        await self.wait_for(ok, timeout, topic=f"job.{job.name}")
+        return job
+
+    async def wait_stopped(self, name: str, timeout: float | None = None) -> Job:
+        """Wait until job ``name`` has no live process (one-off runs included)."""
+        job = self._resolve(name, None)
+        await self.wait_for(lambda: not any(p.alive for p in job.all_processes()), timeout,
+                            topic=f"job.{job.name}")
+        return job
+
+
+class _NoWatcher(ChildWatcher):
+    kind = "none"
+
+    def add(self, pid: int, callback: Any) -> None:
+        raise InvalidState("the manager is not started")
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+

@@ -1,0 +1,387 @@
+"""One supervised OS process and its state machine.
+
+A :class:`Process` is spawned once and ends once. Every change of state goes
+through :meth:`Process._set_state`, which checks the move against
+:data:`gaffer.states.TRANSITIONS` and publishes exactly one ``state`` event. The
+decision of what happens after an exit (replace now, back off, give up) is the
+job's: the process reports its exit and the job calls :meth:`Process.finish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from gaffer import states
+from gaffer.config import ProcessConfig
+from gaffer.errors import InvalidState, InvalidTransition, NotFound
+from gaffer.reaper import ExitStatus
+from gaffer.signals import signal_name
+from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn
+from gaffer.stats import sample
+from gaffer.streams import PipeReader, PipeWriter, Tail
+
+if TYPE_CHECKING:
+    from gaffer.events import EventEmitter
+    from gaffer.reaper import ChildWatcher
+
+log = logging.getLogger("gaffer.process")
+
+# How long a killed process group may take to vanish after SIGKILL before we stop
+# waiting for it (SIGKILL cannot be ignored; this only covers D-state sleepers).
+KILL_GRACE = 1.0
+
+
+class Process:
+    """A running (or finished) child. ``pid`` is gaffer's internal id; ``os_pid``
+    is the kernel's."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        emitter: EventEmitter,
+        watcher: ChildWatcher,
+        pid: int,
+        job: str,
+        config: ProcessConfig,
+        index: int,
+        env: Mapping[str, str] | None = None,
+        committed: bool = False,
+        graceful_timeout: float | None = None,
+        on_exit: Callable[[Process], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self._emitter = emitter
+        self._watcher = watcher
+        self.pid = pid
+        self.name = job
+        self.config = config
+        self.index = index
+        self.extra_env = dict(env or {})
+        self.committed = committed
+        self.graceful_timeout = (
+            graceful_timeout if graceful_timeout is not None else config.graceful_timeout
+        )
+        self._on_exit = on_exit
+
+        self.state = states.STARTING
+        self.reason: str | None = None
+        self.os_pid: int | None = None
+        self.create_time: float | None = None  # wall clock, seconds
+        self.started_mono: float | None = None
+        self.ended_mono: float | None = None
+        self.exit: ExitStatus | None = None
+        self.stop_requested = False
+        self.exit_reason: str | None = None  # why it ended: exited, killed, stopped...
+        self.spawn_error: str | None = None
+
+        self.env: dict[str, str] = {}
+        self.argv: list[str] = []
+        self.readers: dict[str, PipeReader] = {}
+        self.writers: dict[str, PipeWriter] = {}
+        self.tails: dict[str, Tail] = {}
+
+        self._timer: asyncio.TimerHandle | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.Future[Process] = loop.create_future()
+        self._psutil: psutil.Process | None = None
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {self.name}[{self.index}] os_pid={self.os_pid} {self.state}>"
+
+    # -- topics -----------------------------------------------------------------
+
+    def _publish(self, type_: str, data: dict[str, Any], glob: bool = True) -> None:
+        topics = (f"job.{self.name}.{type_}", f"proc.{self.pid}.{type_}")
+        if glob:
+            topics = (type_, *topics)
+        self._emitter.publish(type_, topics, data)
+
+    # -- life -------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Start the OS process. Raises OSError if it cannot be started; the
+        process object is then finished (``fatal``) and must not be used."""
+        cfg = self.config
+        self.env = cfg.build_env(self.index, self.extra_env, pid=self.pid)
+        self.argv = cfg.build_argv(self.env)
+        labels = cfg.redirect_output
+        spec = SpawnSpec(
+            argv=self.argv,
+            env=self.env,
+            cwd=cfg.cwd,
+            uid=cfg.uid if isinstance(cfg.uid, int) else None,
+            gid=cfg.gid if isinstance(cfg.gid, int) else None,
+            umask=cfg.umask if isinstance(cfg.umask, int) else None,
+            detach=cfg.detach,
+            stdin=cfg.redirect_input,
+            outputs=len(labels),
+            custom_streams=len(cfg.custom_streams),
+        )
+        spawned = spawn(spec)
+        # Popen must not try to reap the child itself: the watcher does.
+        self.os_pid = spawned.pid
+        self.create_time = time.time()
+        self.started_mono = time.monotonic()
+        spawned.popen.returncode = 0  # keeps Popen.__del__ from tracking it
+        self._watcher.add(spawned.pid, self._exited)
+
+        if spawned.stdin is not None:
+            self.writers["stdin"] = PipeWriter(self.loop, spawned.stdin)
+        if spawned.stdout is not None:
+            self._add_reader(labels[0], spawned.stdout)
+        if spawned.stderr is not None:
+            self._add_reader(labels[1], spawned.stderr)
+        for label, fd in zip(cfg.custom_streams, spawned.custom, strict=True):
+            self.writers[label] = PipeWriter(self.loop, os.dup(fd))
+            self._add_reader(label, fd)
+
+        data = self._ids()
+        self._publish("spawn", data)
+        startsecs = 0.0 if self.committed else cfg.startsecs
+        if startsecs <= 0:
+            self._set_state(states.RUNNING, "started")
+        else:
+            self._timer = self.loop.call_later(startsecs, self._started)
+
+    def spawn_failed(self, error: OSError) -> None:
+        """Report a process that could not be started as a failed start (exit 127,
+        like a shell's "command not found")."""
+        self.spawn_error = f"{error.strerror or error}: {error.filename or self.config.cmd}"
+        self.started_mono = self.ended_mono = time.monotonic()
+        self.exit = ExitStatus(127, 0)
+        self.exit_reason = "spawn_error"
+        self._publish(
+            "exit",
+            {
+                **self._ids(),
+                "exit_status": 127,
+                "term_signal": 0,
+                "once": self.committed,
+                "reason": self.exit_reason,
+                "error": self.spawn_error,
+                "uptime": 0.0,
+            },
+        )
+        if self._on_exit is not None:
+            self._on_exit(self)
+        if not self._stopped.done():
+            self._stopped.set_result(self)
+
+    def _add_reader(self, label: str, fd: int) -> None:
+        tail = self.tails[label] = Tail()
+        topic = (f"stream.{self.pid}.{label}",)
+        base = {"name": self.name, "pid": self.pid, "label": label}
+        emitter = self._emitter
+
+        def on_data(data: bytes) -> None:
+            emitter.publish("output", topic, {**base, "data": data})
+
+        self.readers[label] = PipeReader(self.loop, fd, on_data, tail=tail)
+
+    def _started(self) -> None:
+        self._timer = None
+        if self.state == states.STARTING:
+            self._set_state(states.RUNNING, f"up for startsecs={self.config.startsecs:g}")
+
+    def _ids(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "os_pid": self.os_pid, "index": self.index}
+
+    def _set_state(self, new: str, reason: str | None = None) -> None:
+        old = self.state
+        if new not in states.TRANSITIONS[old]:
+            raise InvalidTransition(self.pid, old, new)
+        self.state = new
+        self.reason = reason
+        self._publish("state", {**self._ids(), "from": old, "to": new, "reason": reason})
+
+    def _exited(self, os_pid: int, status: ExitStatus) -> None:
+        self.exit = status
+        self.ended_mono = time.monotonic()
+        for t in (self._timer,):
+            if t is not None:
+                t.cancel()
+        self._timer = None
+        for writer in self.writers.values():
+            writer.close()
+        if self.stop_requested:
+            self.exit_reason = "stopped"
+        elif status.term_signal:
+            self.exit_reason = "killed"
+        else:
+            self.exit_reason = "exited"
+        self._publish(
+            "exit",
+            {
+                **self._ids(),
+                "exit_status": status.exit_status,
+                "term_signal": status.term_signal,
+                "once": self.committed,
+                "reason": self.exit_reason,
+                "uptime": round(self.uptime or 0.0, 6),
+            },
+        )
+        # Whatever else is left in its process group goes too: after a requested
+        # stop, once graceful_timeout is up; after a crash, asked politely first.
+        pgid = os_pid
+        if group_alive(pgid):
+            if not self.stop_requested:
+                signal_group(pgid, self.config.stop_signum)
+            if self._kill_timer is None:
+                self._kill_timer = self.loop.call_later(
+                    self.graceful_timeout, self._kill_group, pgid
+                )
+        else:
+            self._cancel_kill()
+        if self._on_exit is not None:
+            self._on_exit(self)
+        if not self._stopped.done():
+            self._stopped.set_result(self)
+
+    def finish(self, state: str, reason: str | None = None) -> None:
+        """Move to a terminal state (called by the owner after an exit)."""
+        if self.state != state:
+            self._set_state(state, reason)
+        self._publish("reap", self._ids())
+
+    # -- control ----------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.exit is None and self.os_pid is not None
+
+    @property
+    def active(self) -> bool:
+        return self.state in states.ALIVE_STATES
+
+    @property
+    def uptime(self) -> float | None:
+        if self.started_mono is None:
+            return None
+        end = self.ended_mono if self.ended_mono is not None else time.monotonic()
+        return end - self.started_mono
+
+    def stop(self, graceful_timeout: float | None = None) -> asyncio.Future[Process]:
+        """Ask the process group to stop; SIGKILL it after the graceful timeout.
+        The future resolves when the process has exited."""
+        if not self.alive:
+            return self._stopped
+        if self.stop_requested:
+            return self._stopped
+        self.stop_requested = True
+        timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
+        self._set_state(states.STOPPING, "stop requested")
+        self._publish("stop_process", {"pid": self.pid, "name": self.name}, glob=True)
+        assert self.os_pid is not None
+        if timeout <= 0:
+            self._kill_group(self.os_pid)
+        else:
+            signal_group(self.os_pid, self.config.stop_signum)
+            self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
+        return self._stopped
+
+    async def wait(self) -> Process:
+        return await asyncio.shield(self._stopped)
+
+    def _kill_group(self, pgid: int) -> None:
+        self._kill_timer = None
+        if signal_group(pgid, signal.SIGKILL):
+            log.warning(
+                "%s: process group %d still alive after graceful_timeout=%gs; sent SIGKILL",
+                self.name,
+                pgid,
+                self.graceful_timeout,
+            )
+
+    def _cancel_kill(self) -> None:
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
+
+    def close(self) -> None:
+        """Release timers and pipes; called when the daemon shuts down."""
+        for t in (self._timer, self._kill_timer):
+            if t is not None:
+                t.cancel()
+        for reader in self.readers.values():
+            reader.close()
+        for writer in self.writers.values():
+            writer.close()
+
+    def kill(self, signum: int) -> None:
+        """Send ``signum`` to the process itself (not its group)."""
+        if not self.alive or self.os_pid is None:
+            raise InvalidState(f"process {self.pid} is not running")
+        try:
+            os.kill(self.os_pid, signum)
+        except ProcessLookupError:
+            raise InvalidState(f"process {self.pid} is not running") from None
+        self._publish("kill", {"pid": self.pid, "name": self.name, "signum": signum}, glob=False)
+
+    def send(self, data: bytes | str, stream: str | None = None) -> None:
+        """Write ``data`` to the process's stdin or to a custom stream."""
+        label = stream or "stdin"
+        writer = self.writers.get(label)
+        if writer is None:
+            if label == "stdin":
+                raise InvalidState(
+                    f"process {self.pid} has no stdin pipe (set redirect_input: true)"
+                )
+            raise NotFound(f"process {self.pid} has no stream {label!r}")
+        if isinstance(data, str):
+            data = data.encode()
+        writer.write(data)
+
+    # -- views ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        if self.alive and self.os_pid is not None and self._psutil is None:
+            with contextlib.suppress(psutil.Error):
+                self._psutil = psutil.Process(self.os_pid)
+        proc = self._psutil if self.alive else None
+        out = sample(proc, self.create_time if self.alive else None)
+        out["pid"] = self.pid
+        out["os_pid"] = self.os_pid
+        out["name"] = self.name
+        return out
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "index": self.index,
+            "cmd": cfg.cmd,
+            "args": self.argv[1:] if self.argv else list(cfg.argv),
+            "env": self.env,
+            "uid": cfg.uid,
+            "gid": cfg.gid,
+            "os_pid": self.os_pid,
+            "create_time": self.create_time,
+            "commited": self.committed,
+            "redirect_output": list(cfg.redirect_output),
+            "redirect_input": cfg.redirect_input,
+            "custom_streams": list(cfg.custom_streams),
+            "active": self.active,
+            "state": self.state,
+            "reason": self.reason,
+            "uptime": None if self.uptime is None else round(self.uptime, 3),
+            "exit_status": self.exit.exit_status if self.exit else None,
+            "term_signal": self.exit.term_signal if self.exit else None,
+            "term_signal_name": signal_name(self.exit.term_signal)
+            if self.exit and self.exit.term_signal
+            else None,
+        }
+
+    def output_tail(self, lines: int = 20) -> dict[str, list[str]]:
+        return {label: tail.lines(lines) for label, tail in self.tails.items()}
+

@@ -1,0 +1,156 @@
+"""Notice child exits as events, never by polling.
+
+The default watcher opens a pidfd for each child and registers it with the loop
+as a reader: the kernel makes it readable the moment the child exits, so an idle
+daemon has nothing to wake it. Where pidfds are not available (Linux < 5.3) the
+fallback handles SIGCHLD through the loop and reaps only the pids it was given,
+never ``waitpid(-1)``, so it cannot steal another library's children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("gaffer.reaper")
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a child ended: ``exit_status`` if it exited, ``term_signal`` if killed."""
+
+    exit_status: int
+    term_signal: int
+
+    @classmethod
+    def from_wait(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(0, os.WTERMSIG(status))
+        if os.WIFEXITED(status):
+            return cls(os.WEXITSTATUS(status), 0)
+        return cls(255, 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.term_signal == 0 and self.exit_status == 0
+
+
+ExitCallback = Callable[[int, ExitStatus], None]
+
+
+def pidfd_supported() -> bool:
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+class ChildWatcher:
+    """Calls ``callback(pid, status)`` once, on the loop, when a child exits."""
+
+    kind = "abstract"
+
+    def add(self, pid: int, callback: ExitCallback) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+def _reap(pid: int) -> ExitStatus | None:
+    try:
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Someone else reaped it; we cannot know how it ended.
+        log.warning("child %d was reaped elsewhere; reporting exit status 255", pid)
+        return ExitStatus(255, 0)
+    if wpid == 0:
+        return None
+    return ExitStatus.from_wait(status)
+
+
+class PidfdWatcher(ChildWatcher):
+    kind = "pidfd"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._fds: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def add(self, pid: int, callback: ExitCallback) -> None:
+        fd = os.pidfd_open(pid)
+        self._fds[pid] = fd
+        self._loop.add_reader(fd, self._ready, pid, fd, callback)
+
+    def _ready(self, pid: int, fd: int, callback: ExitCallback) -> None:
+        status = _reap(pid)
+        if status is None:  # readable but not yet waitable: cannot happen, be safe
+            return
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        self._fds.pop(pid, None)
+        callback(pid, status)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        self._fds.clear()
+
+
+class SigchldWatcher(ChildWatcher):
+    kind = "sigchld"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._callbacks: dict[int, ExitCallback] = {}
+        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def add(self, pid: int, callback: ExitCallback) -> None:
+        self._callbacks[pid] = callback
+        # The child may have exited before it was registered: check once now.
+        self._loop.call_soon(self._check, pid)
+
+    def _check(self, pid: int) -> None:
+        callback = self._callbacks.get(pid)
+        if callback is None:
+            return
+        status = _reap(pid)
+        if status is not None:
+            del self._callbacks[pid]
+            callback(pid, status)
+
+    def _on_sigchld(self) -> None:
+        for pid in list(self._callbacks):
+            self._check(pid)
+
+    def close(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGCHLD)
+        self._callbacks.clear()
+
+
+def make_watcher(loop: asyncio.AbstractEventLoop, kind: str | None = None) -> ChildWatcher:
+    """``kind``: ``"pidfd"``, ``"sigchld"`` or None for the best available."""
+    if kind is None:
+        kind = "pidfd" if pidfd_supported() else "sigchld"
+    if kind == "pidfd":
+        return PidfdWatcher(loop)
+    if kind == "sigchld":
+        return SigchldWatcher(loop)
+    raise ValueError(f"unknown child watcher {kind!r} (pidfd or sigchld)")

@@ -1,0 +1,145 @@
+"""Non-blocking pipe readers and writers on the event loop.
+
+A reader hands every chunk it reads to a callback and keeps the last bytes in a
+ring buffer (for replays and run records); a writer buffers what the pipe cannot
+take yet, up to a bound, and flushes when the loop says the pipe is writable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+from collections.abc import Callable
+
+from gaffer.errors import InvalidState
+
+READ_SIZE = 256 * 1024
+TAIL_BYTES = 64 * 1024
+WRITE_BUFFER_LIMIT = 1024 * 1024
+
+
+class Tail:
+    """The last ``limit`` bytes written to it."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._limit = limit
+
+    def add(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        while self._size - len(self._chunks[0]) >= self._limit:
+            self._size -= len(self._chunks.popleft())
+
+    def get(self) -> bytes:
+        data = b"".join(self._chunks)
+        return data[-self._limit :]
+
+    def lines(self, n: int) -> list[str]:
+        text = self.get().decode("utf-8", "replace")
+        return text.splitlines()[-n:]
+
+
+class PipeReader:
+    """Reads ``fd`` whenever it is readable until EOF; owns and closes the fd."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        on_data: Callable[[bytes], None],
+        on_eof: Callable[[], None] | None = None,
+        tail: Tail | None = None,
+    ) -> None:
+        self._loop = loop
+        self.fd: int | None = fd
+        self._on_data = on_data
+        self._on_eof = on_eof
+        self.tail = tail if tail is not None else Tail()
+        self.bytes_read = 0
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        fd = self.fd
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            if self._on_eof is not None:
+                self._on_eof()
+            return
+        self.bytes_read += len(data)
+        self.tail.add(data)
+        self._on_data(data)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class PipeWriter:
+    """Writes to ``fd`` without blocking; owns and closes the fd."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fd: int, limit: int = WRITE_BUFFER_LIMIT
+    ) -> None:
+        self._loop = loop
+        self.fd: int | None = fd
+        self._buf = bytearray()
+        self._limit = limit
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        if self.fd is None or self._closing:
+            raise InvalidState("the stream is closed")
+        if len(self._buf) + len(data) > self._limit:
+            raise InvalidState(f"the stream's write buffer is full ({self._limit} bytes)")
+        if not self._buf:
+            try:
+                n = os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                self.close()
+                raise InvalidState(f"the stream is closed ({e.strerror})") from None
+            data = data[n:]
+            if not data:
+                return
+            self._loop.add_writer(self.fd, self._writable)
+        self._buf += data
+
+    def _writable(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            n = os.write(self.fd, self._buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._buf.clear()
+            self.close()
+            return
+        del self._buf[:n]
+        if not self._buf:
+            self._loop.remove_writer(self.fd)
+            if self._closing:
+                self.close()
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            self._loop.remove_writer(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
