@@ -250,7 +250,7 @@ class ProcessConfig:
         try:
             s(self, "stop_signal", parse_signal(self.stop_signal, "stop_signal"))
         except BadRequest as e:
-            raise ConfigError(None, e.reason) from None
+            raise ConfigError("stop_signal", e.reason.removeprefix("stop_signal: ")) from None
         s(self, "flapping", FlappingConfig.parse(self.flapping))
         if self.restart not in RESTART_POLICIES:
             raise ConfigError(
@@ -271,7 +271,6 @@ class ProcessConfig:
         s(self, "uid", self._resolve_uid())
         s(self, "gid", self._resolve_gid())
         s(self, "umask", self._parse_umask())
-        self.check_env()
 
     # -- typed views (mypy cannot narrow the normalised fields) ---------------------
 
@@ -401,7 +400,10 @@ class ProcessConfig:
         return out
 
     def check_env(self, extra: Mapping[str, str] | None = None) -> None:
-        """Raise ConfigError now for any variable that would be missing at spawn."""
+        """Raise ConfigError now for any variable that would be missing at spawn.
+
+        Not done on construction because ``load(config, env=...)`` may supply
+        variables; :meth:`Manager.load` and the daemon's config reader call it."""
         env = self.build_env(0, extra, pid=0)
         self.build_argv(env)
 

@@ -135,7 +135,7 @@ class Job:
     # -- events -----------------------------------------------------------------
 
     def _publish(self, type_: str, data: dict[str, Any], glob: bool = True) -> None:
-        topics = (f"job.{self.name}.{type_}",)
+        topics: tuple[str, ...] = (f"job.{self.name}.{type_}",)
         if glob:
             topics = (type_, *topics)
         self.ctx.emitter.publish(type_, topics, {"name": self.name, **data})

@@ -16,12 +16,12 @@ Job names are ``session.job``; a name without a session means ``default``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import itertools
 import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from gaffer import states
 from gaffer.config import DEFAULT_SESSION, ProcessConfig, split_name
@@ -36,6 +36,7 @@ from gaffer.signals import parse_signal
 log = logging.getLogger("gaffer.manager")
 
 STATS_INTERVAL = 1.0
+T = TypeVar("T")
 
 
 class App(Protocol):
@@ -59,6 +60,8 @@ class Manager:
         self.watcher: ChildWatcher = _NoWatcher()
         self._sessions: dict[str, dict[str, Job]] = {}
         self._processes: dict[int, Process] = {}
+        self._lingering: set[Process] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._pid_counter = itertools.count(1)
         self.apps: list[Any] = []
         self.started = False
@@ -104,7 +107,7 @@ class Manager:
         if not self._in_loop_thread():
             self.loop.call_soon_threadsafe(self.stop, callback)
             return
-        fut = asyncio.ensure_future(self.astop(), loop=self.loop)
+        fut = self._background(self.astop())
 
         def done(f: asyncio.Future[None]) -> None:
             if not f.cancelled() and f.exception() is not None:
@@ -131,6 +134,8 @@ class Manager:
                 except Exception:
                     log.exception("app %r failed to stop", app)
             await self._stop_jobs(self._all_jobs(), graceful_timeout, unload=False)
+            # Crashed processes whose group members are still being stopped.
+            await asyncio.gather(*(p.wait() for p in self._lingering))
             self._stop_stats()
             self._publish("stop", {})
             for job in self._all_jobs():
@@ -158,7 +163,7 @@ class Manager:
             if callback is not None:
                 callback(self)
 
-        asyncio.ensure_future(run(), loop=self.loop)
+        self._background(run())
 
     async def _stop_jobs(
         self, jobs: list[Job], graceful_timeout: float | None, unload: bool
@@ -168,6 +173,13 @@ class Manager:
             sorted(jobs, key=lambda j: -j.config.priority), key=lambda j: j.config.priority
         ):
             await asyncio.gather(*(j.stop_all(graceful_timeout) for j in group))
+
+    def _background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        # Keep a reference: the loop holds tasks only weakly.
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def wakeup(self) -> None:
         """Wake the loop from another thread (it runs pending callbacks)."""
@@ -184,6 +196,9 @@ class Manager:
 
     def _unregister(self, proc: Process) -> None:
         self._processes.pop(proc.pid, None)
+        if proc.lingering:
+            self._lingering.add(proc)
+            proc.wait_future().add_done_callback(lambda _: self._lingering.discard(proc))
 
     def _publish(self, type_: str, data: dict[str, Any]) -> Event:
         return self.emitter.publish(type_, (f"manager.{type_}",), data)
@@ -292,7 +307,7 @@ class Manager:
         job.numprocesses = config.numprocesses
         if job.active:
             job.scale(f"={config.numprocesses}")
-            return asyncio.ensure_future(job.rolling_replace(config), loop=self.loop)
+            return self._background(job.rolling_replace(config))
         job.config = config
         if start:
             job.start()
@@ -308,7 +323,7 @@ class Manager:
             fut: asyncio.Future[None] = self.loop.create_future()
             fut.set_result(None)
             return fut
-        return asyncio.ensure_future(job.rolling_replace(), loop=self.loop)
+        return self._background(job.rolling_replace())
 
     def start_job(self, name: str, sessionid: str | None = None) -> Job:
         job = self._resolve(name, sessionid)
@@ -322,7 +337,7 @@ class Manager:
         """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
         job when ``name`` is None."""
         jobs = [self._resolve(name, None)] if name is not None else self._all_jobs()
-        return asyncio.ensure_future(self._stop_jobs(jobs, None, unload=False), loop=self.loop)
+        return self._background(self._stop_jobs(jobs, None, unload=False))
 
     def scale(self, name: str, n: int | str) -> int:
         """Change the wanted number of processes; returns it. See
@@ -354,7 +369,9 @@ class Manager:
             return [j.name for j in self._sessions[sessionid].values()]
         return [j.name for j in self._all_jobs()]
 
-    def jobs_walk(self, callback: Callable[[Manager, str], Any], sessionid: str | None = None) -> None:
+    def jobs_walk(
+        self, callback: Callable[[Manager, str], Any], sessionid: str | None = None
+    ) -> None:
         for name in self.jobs(sessionid):
             callback(self, name)
 
@@ -391,7 +408,7 @@ class Manager:
             return self._resolve(name, None).pids
         return sorted(self._processes)
 
-    def list(self, name: str | None = None) -> list[Process]:
+    def list(self, name: str | None = None) -> builtins.list[Process]:
         """Live processes of a job (supervised ones), or of every job."""
         if name is not None:
             return self._resolve(name, None).processes
@@ -420,7 +437,9 @@ class Manager:
                 proc.kill(signum)
         job._publish("kill", {"signum": signum}, glob=False)
 
-    def send(self, pid: int | str, lines: bytes | str | list[Any], stream: str | None = None) -> None:
+    def send(
+        self, pid: int | str, lines: bytes | str | builtins.list[Any], stream: str | None = None
+    ) -> None:
         """Write to a process's stdin (``redirect_input``) or custom stream."""
         proc = self.get_process(pid)
         if isinstance(lines, list):
@@ -463,7 +482,7 @@ class Manager:
         if not self._monitors:
             self._stop_stats()
 
-    def _monitored(self, name: str | int) -> list[Process]:
+    def _monitored(self, name: str | int) -> builtins.list[Process]:
         if isinstance(name, int) or name.isdigit():
             return [self.get_process(name)]
         return self._resolve(name, None).processes
@@ -514,7 +533,9 @@ class Manager:
         finally:
             self.emitter.unsubscribe(topic, on_event)
 
-    async def wait_running(self, name: str, n: int | None = None, timeout: float | None = None) -> Job:
+    async def wait_running(
+        self, name: str, n: int | None = None, timeout: float | None = None
+    ) -> Job:
         """Wait until job ``name`` has ``n`` (default: its wanted number of)
         processes in the ``running`` state and no others."""
         job = self._resolve(name, None)
@@ -530,8 +551,9 @@ class Manager:
     async def wait_stopped(self, name: str, timeout: float | None = None) -> Job:
         """Wait until job ``name`` has no live process (one-off runs included)."""
         job = self._resolve(name, None)
-        await self.wait_for(lambda: not any(p.alive for p in job.all_processes()), timeout,
-                            topic=f"job.{job.name}")
+        await self.wait_for(
+            lambda: not any(p.alive for p in job.all_processes()), timeout, topic=f"job.{job.name}"
+        )
         return job
 
 
@@ -546,4 +568,3 @@ class _NoWatcher(ChildWatcher):
 
     def __len__(self) -> int:
         return 0
-

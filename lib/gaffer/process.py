@@ -92,6 +92,7 @@ class Process:
 
         self._timer: asyncio.TimerHandle | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
+        self._group_killed = False
         self._stopped: asyncio.Future[Process] = loop.create_future()
         self._psutil: psutil.Process | None = None
 
@@ -101,7 +102,7 @@ class Process:
     # -- topics -----------------------------------------------------------------
 
     def _publish(self, type_: str, data: dict[str, Any], glob: bool = True) -> None:
-        topics = (f"job.{self.name}.{type_}", f"proc.{self.pid}.{type_}")
+        topics: tuple[str, ...] = (f"job.{self.name}.{type_}", f"proc.{self.pid}.{type_}")
         if glob:
             topics = (type_, *topics)
         self._emitter.publish(type_, topics, data)
@@ -174,13 +175,12 @@ class Process:
         )
         if self._on_exit is not None:
             self._on_exit(self)
-        if not self._stopped.done():
-            self._stopped.set_result(self)
+        self._resolve_stopped()
 
     def _add_reader(self, label: str, fd: int) -> None:
         tail = self.tails[label] = Tail()
         topic = (f"stream.{self.pid}.{label}",)
-        base = {"name": self.name, "pid": self.pid, "label": label}
+        base = {"name": self.name, "pid": self.pid, "index": self.index, "label": label}
         emitter = self._emitter
 
         def on_data(data: bytes) -> None:
@@ -232,8 +232,9 @@ class Process:
         )
         # Whatever else is left in its process group goes too: after a requested
         # stop, once graceful_timeout is up; after a crash, asked politely first.
+        # The process counts as stopped only when its group has been dealt with.
         pgid = os_pid
-        if group_alive(pgid):
+        if not self._group_killed and group_alive(pgid):
             if not self.stop_requested:
                 signal_group(pgid, self.config.stop_signum)
             if self._kill_timer is None:
@@ -242,8 +243,11 @@ class Process:
                 )
         else:
             self._cancel_kill()
+            self._resolve_stopped()
         if self._on_exit is not None:
             self._on_exit(self)
+
+    def _resolve_stopped(self) -> None:
         if not self._stopped.done():
             self._stopped.set_result(self)
 
@@ -272,7 +276,8 @@ class Process:
 
     def stop(self, graceful_timeout: float | None = None) -> asyncio.Future[Process]:
         """Ask the process group to stop; SIGKILL it after the graceful timeout.
-        The future resolves when the process has exited."""
+        The future resolves when the process has exited and its group is gone
+        (or has been sent SIGKILL)."""
         if not self.alive:
             return self._stopped
         if self.stop_requested:
@@ -290,10 +295,15 @@ class Process:
         return self._stopped
 
     async def wait(self) -> Process:
+        """Wait until the process has exited and its group is dealt with."""
         return await asyncio.shield(self._stopped)
+
+    def wait_future(self) -> asyncio.Future[Process]:
+        return self._stopped
 
     def _kill_group(self, pgid: int) -> None:
         self._kill_timer = None
+        self._group_killed = True
         if signal_group(pgid, signal.SIGKILL):
             log.warning(
                 "%s: process group %d still alive after graceful_timeout=%gs; sent SIGKILL",
@@ -301,6 +311,13 @@ class Process:
                 pgid,
                 self.graceful_timeout,
             )
+        if self.exit is not None:
+            self._resolve_stopped()
+
+    @property
+    def lingering(self) -> bool:
+        """The process exited but members of its group are still being stopped."""
+        return self.exit is not None and not self._stopped.done()
 
     def _cancel_kill(self) -> None:
         if self._kill_timer is not None:
@@ -384,4 +401,3 @@ class Process:
 
     def output_tail(self, lines: int = 20) -> dict[str, list[str]]:
         return {label: tail.lines(lines) for label, tail in self.tails.items()}
-

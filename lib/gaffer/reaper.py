@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("gaffer.reaper")
 
@@ -117,7 +118,18 @@ class SigchldWatcher(ChildWatcher):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._callbacks: dict[int, ExitCallback] = {}
-        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+        self._previous: Any = None
+        try:
+            loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+        except RuntimeError:
+            # uvloop keeps SIGCHLD for itself; a Python-level handler (chained to
+            # the previous one) still runs promptly on its thread via the wakeup fd.
+            self._previous = signal.signal(signal.SIGCHLD, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._loop.call_soon_threadsafe(self._on_sigchld)
+        if callable(self._previous):
+            self._previous(signum, frame)
 
     def __len__(self) -> int:
         return len(self._callbacks)
@@ -141,7 +153,10 @@ class SigchldWatcher(ChildWatcher):
             self._check(pid)
 
     def close(self) -> None:
-        self._loop.remove_signal_handler(signal.SIGCHLD)
+        if self._previous is None:
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+        else:
+            signal.signal(signal.SIGCHLD, self._previous)
         self._callbacks.clear()
 
 

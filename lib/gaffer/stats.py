@@ -7,6 +7,7 @@ each figure it could not read: stats never raise.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -27,7 +28,7 @@ def sample(proc: psutil.Process | None, started: float | None) -> dict[str, Any]
         return out
     try:
         with proc.oneshot():
-            readers = {
+            readers: dict[str, Callable[[], Any]] = {
                 "cpu": lambda: proc.cpu_percent(None),
                 "mem": lambda: round(proc.memory_percent(), 3),
                 "rss": lambda: proc.memory_info().rss,

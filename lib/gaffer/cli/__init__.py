@@ -1,0 +1,1 @@
+"""The ``gaffer`` command-line client (talks to gafferd only through gaffer.client)."""

@@ -1,0 +1,138 @@
+"""The ``gafferd`` command: run a Manager in the foreground from a config file.
+
+This is the daemon's first cut: it loads the jobs of one YAML file, prints their
+output to stderr prefixed with ``job.index |`` and the manager's events as log
+lines, and on SIGTERM or SIGINT stops every job gracefully and exits 0. The HTTP
+API, reload, persistence and systemd integration come with the daemon issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from gaffer import __version__
+from gaffer.daemon.config import DaemonConfig, load_file
+from gaffer.errors import GafferError
+from gaffer.events import Event
+from gaffer.manager import Manager
+
+log = logging.getLogger("gafferd")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gafferd", description="The gaffer process supervisor.")
+    p.add_argument("-c", "--config", metavar="FILE", help="the YAML config file to run")
+    p.add_argument("--check", action="store_true", help="validate the config and exit (0 or 2)")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the daemon's log level (default: info)",
+    )
+    p.add_argument("--version", action="version", version=f"gafferd {__version__}")
+    return p
+
+
+class ConsoleApp:
+    """Prints process output and lifecycle events to stderr."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.manager: Manager | None = None
+
+    def start(self, loop: Any, manager: Manager) -> None:
+        self.manager = manager
+        manager.emitter.subscribe("stream", self._output)
+        for topic in ("spawn", "exit", "flap", "load", "unload"):
+            manager.emitter.subscribe(topic, self._event)
+
+    def stop(self) -> None:
+        if self.manager is not None:
+            self.manager.emitter.unsubscribe("stream", self._output)
+            for topic in ("spawn", "exit", "flap", "load", "unload"):
+                self.manager.emitter.unsubscribe(topic, self._event)
+
+    def _output(self, event: Event) -> None:
+        d = event.data
+        text = d["data"].decode("utf-8", "replace")
+        prefix = f"{d['name']}.{d['index']} | "
+        lines = text.splitlines()
+        self.stream.write("".join(f"{prefix}{line}\n" for line in lines))
+        self.stream.flush()
+
+    def _event(self, event: Event) -> None:
+        d = event.data
+        if event.type == "exit":
+            how = f"signal {d['term_signal']}" if d["term_signal"] else f"status {d['exit_status']}"
+            log.info(
+                "%s: process %s (os pid %s) exited with %s", d["name"], d["pid"], d["os_pid"], how
+            )
+        elif event.type == "spawn":
+            log.info("%s: spawned process %s (os pid %s)", d["name"], d["pid"], d["os_pid"])
+        else:
+            log.info("%s: %s %s", event.type, d.get("name", ""), "" if event.type != "flap" else d)
+
+
+def run(config: DaemonConfig) -> int:
+    manager = Manager(loop_kind=config.loop)
+    manager.start(apps=[ConsoleApp()])
+    for entry in config.jobs:
+        try:
+            manager.load(entry.config, sessionid=entry.session)
+        except GafferError as e:
+            log.error("%s: %s", entry.config.name, e.reason)
+    stop_count = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal stop_count
+        stop_count += 1
+        if stop_count > 1:
+            log.warning("second %s: exiting without waiting", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s: stopping every job", signal.Signals(signum).name)
+        manager.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        manager.loop.add_signal_handler(sig, on_signal, sig)
+    log.info(
+        "gafferd %s running %d job(s) on %s",
+        __version__,
+        len(config.jobs),
+        type(manager.loop).__module__.split(".")[0],
+    )
+    try:
+        manager.run()
+    finally:
+        manager.loop.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s [gafferd] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_file(args.config) if args.config else DaemonConfig()
+    except GafferError as e:
+        print(f"gafferd: {e.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check:
+        print(f"{args.config or '<default>'}: ok, {len(config.jobs)} job(s)")
+        return EXIT_OK
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
