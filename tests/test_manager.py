@@ -406,8 +406,8 @@ async def test_group_leftovers_are_killed_after_a_crash(manager: Manager) -> Non
 async def test_stop_signal_is_used(manager: Manager) -> None:
     sub = manager.subscribe("stream")
     code = (
-        "import signal,sys\n"
-        "signal.signal(signal.SIGINT, lambda *a: (print('got INT', flush=True), sys.exit(0)))\n"
+        "import os,signal,sys\n"
+        "signal.signal(signal.SIGINT, lambda *a: (os.write(1, b'got INT\\n'), sys.exit(0)))\n"
         "print('ready', flush=True)\nsignal.pause()\n"
     )
     manager.load(py(code, name="i", stop_signal="SIGINT", graceful_timeout=5))
@@ -522,8 +522,8 @@ async def test_commit_info_and_stop(manager: Manager) -> None:
 async def test_kill_by_name_or_number(manager: Manager, sig: object) -> None:
     sub = manager.subscribe("stream")
     code = (
-        "import signal\n"
-        "signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
+        "import os,signal\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: os.write(1, b'usr1\\n'))\n"
         "print('ready', flush=True)\nwhile True: signal.pause()\n"
     )
     manager.load(py(code, name="k"))

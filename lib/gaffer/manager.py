@@ -61,6 +61,7 @@ class Manager:
         self._sessions: dict[str, dict[str, Job]] = {}
         self._processes: dict[int, Process] = {}
         self._lingering: set[Process] = set()
+        self._draining: set[Process] = set()  # exited, output pipes not yet at EOF
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pid_counter = itertools.count(1)
         self.apps: list[Any] = []
@@ -136,6 +137,10 @@ class Manager:
             await self._stop_jobs(self._all_jobs(), graceful_timeout, unload=False)
             # Crashed processes whose group members are still being stopped.
             await asyncio.gather(*(p.wait() for p in self._lingering))
+            # Pipes a leftover may still hold open: stop reading them.
+            for proc in self._draining:
+                proc.close()
+            self._draining.clear()
             self._stop_stats()
             self._publish("stop", {})
             for job in self._all_jobs():
@@ -199,6 +204,9 @@ class Manager:
         if proc.lingering:
             self._lingering.add(proc)
             proc.wait_future().add_done_callback(lambda _: self._lingering.discard(proc))
+        if proc.reading:
+            self._draining.add(proc)
+            proc.on_drained = self._draining.discard
 
     def _publish(self, type_: str, data: dict[str, Any]) -> Event:
         return self.emitter.publish(type_, (f"manager.{type_}",), data)

@@ -93,6 +93,7 @@ class Process:
         self._timer: asyncio.TimerHandle | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._group_killed = False
+        self.on_drained: Callable[[Process], None] | None = None
         self._stopped: asyncio.Future[Process] = loop.create_future()
         self._psutil: psutil.Process | None = None
 
@@ -186,7 +187,16 @@ class Process:
         def on_data(data: bytes) -> None:
             emitter.publish("output", topic, {**base, "data": data})
 
-        self.readers[label] = PipeReader(self.loop, fd, on_data, tail=tail)
+        self.readers[label] = PipeReader(self.loop, fd, on_data, self._reader_done, tail=tail)
+
+    def _reader_done(self) -> None:
+        if not self.reading and self.on_drained is not None:
+            self.on_drained(self)
+
+    @property
+    def reading(self) -> bool:
+        """Some output pipe is still open (e.g. held by a leftover child)."""
+        return any(r.fd is not None for r in self.readers.values())
 
     def _started(self) -> None:
         self._timer = None
