@@ -12,7 +12,14 @@ import psutil
 import pytest
 from conftest import PYTHON, TIMEOUT, child, gone, next_event, output_of, py
 from gaffer import states
-from gaffer.errors import AlreadyExists, BadRequest, ConfigError, InvalidState, NotFound
+from gaffer.errors import (
+    AlreadyExists,
+    BadRequest,
+    ConfigError,
+    InvalidState,
+    NotFound,
+    ReloadFailed,
+)
 from gaffer.manager import Manager
 
 SLEEP = {"cmd": "sleep", "args": ["3600"], "startsecs": 0}
@@ -613,7 +620,7 @@ async def test_reload_keeps_old_processes_when_new_ones_fail(
     await manager.wait_running("web", timeout=TIMEOUT)
     old = manager.list("web")[0]
     open(flag, "w").close()
-    with pytest.raises(RuntimeError, match="failed to start"):
+    with pytest.raises(ReloadFailed, match="failed to start"):
         await manager.reload("web")
     assert manager.list("web") == [old]
     assert alive(old.os_pid)

@@ -25,6 +25,7 @@ from gaffer.signals import parse_signal
 
 DEFAULT_SESSION = "default"
 RESTART_POLICIES = ("always", "on-failure", "never")
+ROLLING_STRATEGIES = ("start-first", "stop-first")
 # What a process gets for PATH when it does not inherit the daemon's environment
 # (the same default systemd gives services).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -73,10 +74,16 @@ def _float(fld: str, v: object, minimum: float = 0.0) -> float:
     return float(v)
 
 
+def _no_nul(fld: str, v: str) -> str:
+    if "\0" in v:
+        raise ConfigError(fld, "must not contain a NUL byte")
+    return v
+
+
 def _str(fld: str, v: object, empty_ok: bool = False) -> str:
     if not isinstance(v, str) or (not v and not empty_ok):
         raise ConfigError(fld, f"must be a non-empty string, got {v!r}")
-    return v
+    return _no_nul(fld, v)
 
 
 def _str_list(fld: str, v: object) -> tuple[str, ...]:
@@ -88,7 +95,7 @@ def _str_list(fld: str, v: object) -> tuple[str, ...]:
     for i, item in enumerate(v):
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise ConfigError(f"{fld}[{i}]", f"must be a string, got {item!r}")
-        out.append(str(item))
+        out.append(_no_nul(f"{fld}[{i}]", str(item)))
     return tuple(out)
 
 
@@ -101,7 +108,7 @@ def _env(fld: str, v: object) -> dict[str, str]:
             raise ConfigError(fld, f"bad variable name {k!r}")
         if isinstance(val, bool) or not isinstance(val, str | int | float):
             raise ConfigError(f"{fld}.{k}", f"must be a string or a number, got {val!r}")
-        out[k] = str(val)
+        out[k] = _no_nul(f"{fld}.{k}", str(val))
     return out
 
 
@@ -210,6 +217,7 @@ class ProcessConfig:
     success_exit_codes: tuple[int, ...] | list[int] = (0,)
     startsecs: float = 1.0
     backoff: BackoffConfig | Mapping[str, Any] = field(default_factory=BackoffConfig)
+    rolling: str = "start-first"
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -256,6 +264,11 @@ class ProcessConfig:
             raise ConfigError(
                 "restart", f"must be one of {', '.join(RESTART_POLICIES)}, got {self.restart!r}"
             )
+        if self.rolling not in ROLLING_STRATEGIES:
+            raise ConfigError(
+                "rolling",
+                f"must be one of {', '.join(ROLLING_STRATEGIES)}, got {self.rolling!r}",
+            )
         codes = self.success_exit_codes
         if isinstance(codes, int) and not isinstance(codes, bool):
             codes = (codes,)
@@ -270,6 +283,10 @@ class ProcessConfig:
         s(self, "backoff", BackoffConfig.parse(self.backoff))
         s(self, "uid", self._resolve_uid())
         s(self, "gid", self._resolve_gid())
+        if self.uid is not None and self.gid is None and not self.user_env():
+            raise ConfigError(
+                "gid", f"uid {self.uid} has no passwd entry, so its group is unknown: set gid"
+            )
         s(self, "umask", self._parse_umask())
 
     # -- typed views (mypy cannot narrow the normalised fields) ---------------------
@@ -399,13 +416,15 @@ class ProcessConfig:
                 raise ConfigError(fld, str(e)) from None
         return out
 
-    def check_env(self, extra: Mapping[str, str] | None = None) -> None:
-        """Raise ConfigError now for any variable that would be missing at spawn.
+    def check_env(self, extra: Mapping[str, str] | None = None, count: int | None = None) -> None:
+        """Raise ConfigError now for anything that would fail to expand at spawn,
+        for each of the first ``count`` (default: ``numprocesses``) slots.
 
         Not done on construction because ``load(config, env=...)`` may supply
         variables; :meth:`Manager.load` and the daemon's config reader call it."""
-        env = self.build_env(0, extra, pid=0)
-        self.build_argv(env)
+        for index in range(max(1, self.numprocesses if count is None else count)):
+            env = self.build_env(index, extra, pid=0)
+            self.build_argv(env)
 
     # -- field resolution ---------------------------------------------------------
 

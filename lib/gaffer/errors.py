@@ -69,6 +69,11 @@ class InvalidState(GafferError):
     errno = 409
 
 
+class ReloadFailed(InvalidState):
+    """A rolling reload or update stopped because a new process failed to start;
+    the job is back on its previous config."""
+
+
 class InvalidTransition(InvalidState):
     """A process was asked to move between two states that have no edge."""
 

@@ -130,7 +130,8 @@ class EventEmitter:
             seen: set[int] = set()
             for topic in event.topics:
                 for prefix in _prefixes(topic):
-                    for listener in subs.get(prefix, ()):
+                    # a copy: a listener may unsubscribe (itself or others) while we loop
+                    for listener in tuple(subs.get(prefix, ())):
                         key = id(listener)
                         if key in seen:
                             continue
@@ -142,52 +143,83 @@ class EventEmitter:
                             log.exception("event listener %r failed on %s", listener, event.topic)
 
 
+def _size(event: Event) -> int:
+    data = event.data.get("data")
+    return 200 + (len(data) if isinstance(data, bytes | str) else 0)
+
+
 class Subscription:
     """A bounded queue of the events on one topic, for code that wants to pull.
 
-    ``async for event in sub`` or ``await sub.get()``. When more than ``maxsize``
-    events wait unread, the oldest are dropped and counted in :attr:`dropped`.
+    ``async for event in sub`` or ``await sub.get()`` (several readers may wait at
+    once; each event goes to one of them). When more than ``maxsize`` events, or
+    more than ``max_bytes`` of output, wait unread, the oldest are dropped and
+    counted in :attr:`dropped`: an unread subscription never grows without bound.
     """
 
-    def __init__(self, topic: str, maxsize: int = 10_000) -> None:
+    def __init__(self, topic: str, maxsize: int = 10_000, max_bytes: int = 8 << 20) -> None:
         self.topic = topic
         self.dropped = 0
         self._queue: collections.deque[Event] = collections.deque()
+        self._bytes = 0
         self._maxsize = maxsize
-        self._waiter: asyncio.Future[None] | None = None
+        self._max_bytes = max_bytes
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.closed = False
 
     def __call__(self, event: Event) -> None:
         if self.closed:
             return
-        if len(self._queue) >= self._maxsize:
-            self._queue.popleft()
-            self.dropped += 1
         self._queue.append(event)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._bytes += _size(event)
+        while len(self._queue) > self._maxsize or (
+            self._bytes > self._max_bytes and len(self._queue) > 1
+        ):
+            self._bytes -= _size(self._queue.popleft())
+            self.dropped += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def get_nowait(self) -> Event | None:
-        return self._queue.popleft() if self._queue else None
+        if not self._queue:
+            return None
+        event = self._queue.popleft()
+        self._bytes -= _size(event)
+        return event
 
     async def get(self) -> Event:
         while not self._queue:
             if self.closed:
                 raise EOFError("subscription closed")
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._queue.popleft()
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and self._queue:
+                    self._wake_one()  # pass the wake-up on to another reader
+                raise
+        event = self._queue.popleft()
+        self._bytes -= _size(event)
+        if self._queue:
+            self._wake_one()
+        return event
 
     def close(self) -> None:
         self.closed = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iter()

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from gaffer import states
 from gaffer.config import ProcessConfig
-from gaffer.errors import BadRequest
+from gaffer.errors import BadRequest, ReloadFailed
 from gaffer.events import EventEmitter
 from gaffer.process import Process
 from gaffer.reaper import ChildWatcher
@@ -39,6 +39,8 @@ from gaffer.reaper import ChildWatcher
 log = logging.getLogger("gaffer.job")
 
 HISTORY_SIZE = 50
+# With flapping off, a run shorter than this is a failed start whatever startsecs says.
+MIN_STABLE_RUN = 1.0
 
 
 class JobContext(Protocol):
@@ -262,7 +264,7 @@ class Job:
         ctx._register(proc)
         try:
             proc.spawn()
-        except OSError as e:
+        except Exception as e:  # whatever it is, it is this slot's failed start
             log.error("%s[%d]: cannot start %s: %s", self.name, slot.index, self.config.cmd, e)
             proc.spawn_failed(e)
         return proc
@@ -295,7 +297,8 @@ class Job:
         ctx._register(proc)
         try:
             proc.spawn()
-        except OSError as e:
+        except Exception as e:
+            log.error("%s: cannot start a one-off run of %s: %s", self.name, self.config.cmd, e)
             proc.spawn_failed(e)
         return proc
 
@@ -304,41 +307,73 @@ class Job:
         proc.stop()
 
     async def rolling_replace(self, config: ProcessConfig | None = None) -> None:
-        """Restart every slot one at a time, starting the new process first and
-        stopping the old one once the new one is ``running``. If a new process
-        fails to start, the old ones keep running and RuntimeError is raised."""
+        """Restart every slot, one at a time, on ``config`` (default: the current).
+
+        ``rolling: start-first`` starts the new process and stops the old one once
+        the new one is ``running``; ``stop-first`` (for fixed per-slot ports) stops
+        the old one first. If a new process fails to start, the rollout stops
+        there, the job goes back to its previous config — the old processes that
+        are left keep running — and :class:`ReloadFailed` is raised. A job stopped,
+        or a slot scaled away, while the rollout runs is left as that asked.
+        """
+        previous = self.config
         if config is not None:
             self.config = config
-        if not self.active:
-            return
+        try:
+            # A config change skips processes already running that config
+            # (slots a resize just added); a plain reload restarts them all.
+            await self._roll(skip_current=config is not None)
+        except ReloadFailed:
+            self.config = previous
+            raise
+
+    async def _roll(self, skip_current: bool) -> None:
+        start_first = self.config.rolling == "start-first"
         for index in sorted(self.slots):
             slot = self.slots.get(index)
-            if slot is None or not self.active:
+            if not self.active:
+                return
+            if slot is None:
                 continue
-            old = slot.process
-            if old is not None and not old.active:
-                old = None
+            old = slot.process if slot.process is not None and slot.process.active else None
+            if skip_current and old is not None and old.config == self.config:
+                continue
             if old is not None:
                 slot.process = None
                 self.retiring.add(old)
+            if old is not None and not start_first:
+                await old.stop()
+                if not self._still(slot):
+                    continue
+            slot.cancel_timer()
             slot.status = "running"
             slot.failures = 0
             new = self._spawn(slot)
             ok = await self._wait_started(new)
-            if not ok:
+            if not self._still(slot):
+                # Stopped or scaled away meanwhile: that took care of the new
+                # process; the old one goes the same way.
                 if old is not None and old.active:
-                    # Give the slot back to the old process; the failed one is gone.
+                    old.stop()
+                continue
+            if not ok:
+                if old is not None and old.active and slot.process in (None, new):
+                    slot.cancel_timer()  # the failed one's backoff: the old one stays
+                    if new.active:
+                        self.retiring.add(new)
+                        new.stop()
                     self.retiring.discard(old)
-                    if slot.process is new or slot.process is None:
-                        slot.cancel_timer()
-                        slot.status = "running"
-                        if new.active:
-                            self.retiring.add(new)
-                            new.stop()
-                        slot.process = old
-                raise RuntimeError(f"{self.name}[{index}]: the new process failed to start")
-            if old is not None:
+                    slot.process = old
+                    slot.status = "running"
+                raise ReloadFailed(
+                    f"{self.name}[{index}]: the new process failed to start "
+                    f"({new.spawn_error or new.reason or new.state})"
+                )
+            if old is not None and start_first:
                 await old.stop()
+
+    def _still(self, slot: Slot) -> bool:
+        return self.active and self.slots.get(slot.index) is slot
 
     async def _wait_started(self, proc: Process) -> bool:
         if proc.state == states.RUNNING:
@@ -453,6 +488,10 @@ class Job:
             return states.EXITED, None, f"{what}; restart={cfg.restart}"
 
         early = proc.state == states.STARTING or proc.spawn_error is not None
+        if cfg.flapping_config is None and (proc.uptime or 0) < MIN_STABLE_RUN:
+            # Without flapping protection, backoff is all that stands between a
+            # program that exits at once and a hot respawn loop.
+            early = True
         slot.failures = slot.failures + 1 if early else 0
         delay = cfg.backoff_config.delay(slot.failures)
         why = f"{what} after {proc.uptime or 0:.3f}s" + ("; failed to start" if early else "")

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from gaffer import states
 from gaffer.config import DEFAULT_SESSION, ProcessConfig, split_name
-from gaffer.errors import AlreadyExists, BadRequest, InvalidState, NotFound
+from gaffer.errors import AlreadyExists, BadRequest, GafferError, InvalidState, NotFound
 from gaffer.events import Event, EventEmitter, Listener, Subscription
 from gaffer.job import Job
 from gaffer.loop import new_event_loop
@@ -111,12 +111,12 @@ class Manager:
         fut = self._background(self.astop())
 
         def done(f: asyncio.Future[None]) -> None:
-            if not f.cancelled() and f.exception() is not None:
-                log.error("error while stopping", exc_info=f.exception())
-            if callback is not None:
-                callback(self)
-            if self._own_loop and self.loop.is_running():
-                self.loop.stop()
+            try:
+                if callback is not None:
+                    callback(self)
+            finally:
+                if self._own_loop and self.loop.is_running():
+                    self.loop.stop()
 
         fut.add_done_callback(done)
 
@@ -129,11 +129,10 @@ class Manager:
             return
         self._stopping = self.loop.create_future()
         try:
-            for app in reversed(self.apps):
-                try:
-                    app.stop()
-                except Exception:
-                    log.exception("app %r failed to stop", app)
+            current = asyncio.current_task()
+            for task in list(self._tasks):  # reloads in flight: the jobs are stopping
+                if task is not current:
+                    task.cancel()
             await self._stop_jobs(self._all_jobs(), graceful_timeout, unload=False)
             # Crashed processes whose group members are still being stopped.
             await asyncio.gather(*(p.wait() for p in self._lingering))
@@ -142,6 +141,12 @@ class Manager:
                 proc.close()
             self._draining.clear()
             self._stop_stats()
+            # Apps stop last, so that they see (and can report) the jobs stopping.
+            for app in reversed(self.apps):
+                try:
+                    app.stop()
+                except Exception:
+                    log.exception("app %r failed to stop", app)
             self._publish("stop", {})
             for job in self._all_jobs():
                 job.close()
@@ -180,11 +185,27 @@ class Manager:
             await asyncio.gather(*(j.stop_all(graceful_timeout) for j in group))
 
     def _background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        # Keep a reference: the loop holds tasks only weakly.
+        # Keep a reference (the loop holds tasks only weakly) and log a failure
+        # even if the caller never awaits it.
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if isinstance(exc, GafferError):
+                log.warning("%s", exc.reason)
+            else:
+                log.error("background task failed", exc_info=exc)
+
+    def kill_now(self) -> None:
+        """SIGKILL every process group right now, without waiting (the last resort
+        of a daemon that must exit at once: nothing is left running unsupervised)."""
+        for proc in [*self._processes.values(), *self._lingering]:
+            proc.kill_group_now()
 
     def wakeup(self) -> None:
         """Wake the loop from another thread (it runs pending callbacks)."""
@@ -201,6 +222,8 @@ class Manager:
 
     def _unregister(self, proc: Process) -> None:
         self._processes.pop(proc.pid, None)
+        if self._monitors.pop(str(proc.pid), None) is not None and not self._monitors:
+            self._stop_stats()
         if proc.lingering:
             self._lingering.add(proc)
             proc.wait_future().add_done_callback(lambda _: self._lingering.discard(proc))
@@ -220,9 +243,11 @@ class Manager:
     def sessions(self) -> list[str]:
         return list(self._sessions)
 
-    def _require_started(self) -> None:
+    def _require_active(self) -> None:
         if not self.started:
             raise InvalidState("the manager is not started")
+        if self._stopping is not None:
+            raise InvalidState("the manager is stopping")
 
     def load(
         self,
@@ -233,7 +258,7 @@ class Manager:
     ) -> Job:
         """Load a job into ``sessionid`` (default ``default``) and start it unless
         ``start`` or ``config.start`` is false. 409 if it exists."""
-        self._require_started()
+        self._require_active()
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
         session = sessionid or DEFAULT_SESSION
@@ -294,6 +319,7 @@ class Manager:
         """Replace a job's config. A running job is restarted slot by slot on the
         new config (new process first); a change of ``numprocesses`` alone scales
         in place. ``start`` also starts a stopped job."""
+        self._require_active()
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
         job = self._resolve(config.name, sessionid or DEFAULT_SESSION)
@@ -304,27 +330,30 @@ class Manager:
             config.check_env(job.env)
         old = job.config
         job._publish("update", {})
-        fut: asyncio.Future[None] = self.loop.create_future()
+        done: asyncio.Future[None] = self.loop.create_future()
+        done.set_result(None)
         if old.replace(numprocesses=config.numprocesses) == config:
+            job.config = config
+            job.scale(f"={config.numprocesses}")  # in place: running processes are kept
+            if start:
+                job.start()
+            return done
+        if not job.active:
             job.config = config
             job.scale(f"={config.numprocesses}")
             if start:
                 job.start()
-            fut.set_result(None)
-            return fut
-        job.numprocesses = config.numprocesses
-        if job.active:
-            job.scale(f"={config.numprocesses}")
-            return self._background(job.rolling_replace(config))
+            return done
+        # Resize first so that new slots start on the new config, then roll the rest.
         job.config = config
-        if start:
-            job.start()
-        fut.set_result(None)
-        return fut
+        job.scale(f"={config.numprocesses}")
+        job.config = old
+        return self._background(job.rolling_replace(config))
 
     def reload(self, name: str, sessionid: str | None = None) -> asyncio.Future[None]:
         """Restart the job's processes one slot at a time (new process first; the
         old one stops once the new one is running)."""
+        self._require_active()
         job = self._resolve(name, sessionid)
         if not job.active:
             job.start()
@@ -334,6 +363,7 @@ class Manager:
         return self._background(job.rolling_replace())
 
     def start_job(self, name: str, sessionid: str | None = None) -> Job:
+        self._require_active()
         job = self._resolve(name, sessionid)
         job.start()
         return job
@@ -350,7 +380,10 @@ class Manager:
     def scale(self, name: str, n: int | str) -> int:
         """Change the wanted number of processes; returns it. See
         :func:`gaffer.job.parse_scale` for ``n``."""
-        return self._resolve(name, None).scale(n)
+        job = self._resolve(name, None)
+        if self._stopping is not None:
+            raise InvalidState("the manager is stopping")
+        return job.scale(n)
 
     def manage(self, name: str) -> None:
         """Bring job ``name`` to its wanted size now."""
@@ -363,7 +396,7 @@ class Manager:
         env: Mapping[str, str] | None = None,
     ) -> int:
         """Run a one-off process of the job, never restarted; returns its pid."""
-        self._require_started()
+        self._require_active()
         if isinstance(graceful_timeout, bool) or not isinstance(graceful_timeout, int | float):
             raise BadRequest(f"graceful_timeout: expected seconds, got {graceful_timeout!r}")
         if env is not None and not isinstance(env, Mapping):
@@ -460,10 +493,12 @@ class Manager:
 
     # -- events -----------------------------------------------------------------
 
-    def subscribe(self, topic: str, maxsize: int = 10_000) -> Subscription:
+    def subscribe(
+        self, topic: str, maxsize: int = 10_000, max_bytes: int = 8 << 20
+    ) -> Subscription:
         """A bounded queue of the events whose topic starts with ``topic``
         (``.`` for all). Pass it to :meth:`unsubscribe` when done."""
-        sub = Subscription(topic, maxsize)
+        sub = Subscription(topic, maxsize, max_bytes)
         self.emitter.subscribe(topic, sub)
         return sub
 
@@ -505,7 +540,8 @@ class Manager:
         for name, listeners in list(self._monitors.items()):
             try:
                 procs = self._monitored(name)
-            except NotFound:
+            except NotFound:  # the job was unloaded or the process has exited
+                del self._monitors[name]
                 continue
             for proc in procs:
                 stats = proc.stats()

@@ -23,7 +23,7 @@ import psutil
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import InvalidState, InvalidTransition, NotFound
-from gaffer.reaper import ExitStatus
+from gaffer.reaper import ExitStatus, GroupWatch
 from gaffer.signals import signal_name
 from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn
 from gaffer.stats import sample
@@ -93,6 +93,7 @@ class Process:
         self._timer: asyncio.TimerHandle | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._group_killed = False
+        self._group: GroupWatch | None = None
         self.on_drained: Callable[[Process], None] | None = None
         self._stopped: asyncio.Future[Process] = loop.create_future()
         self._psutil: psutil.Process | None = None
@@ -131,11 +132,20 @@ class Process:
         )
         spawned = spawn(spec)
         # Popen must not try to reap the child itself: the watcher does.
+        spawned.popen.returncode = 0  # keeps Popen.__del__ from tracking it
+        try:
+            self._watcher.add(spawned.pid, self._exited)
+        except BaseException:
+            # A child we cannot watch must not run unsupervised.
+            signal_group(spawned.pid, signal.SIGKILL)
+            os.waitpid(spawned.pid, 0)
+            for fd in (spawned.stdin, spawned.stdout, spawned.stderr, *spawned.custom):
+                if fd is not None:
+                    os.close(fd)
+            raise
         self.os_pid = spawned.pid
         self.create_time = time.time()
         self.started_mono = time.monotonic()
-        spawned.popen.returncode = 0  # keeps Popen.__del__ from tracking it
-        self._watcher.add(spawned.pid, self._exited)
 
         if spawned.stdin is not None:
             self.writers["stdin"] = PipeWriter(self.loop, spawned.stdin)
@@ -155,10 +165,13 @@ class Process:
         else:
             self._timer = self.loop.call_later(startsecs, self._started)
 
-    def spawn_failed(self, error: OSError) -> None:
+    def spawn_failed(self, error: Exception) -> None:
         """Report a process that could not be started as a failed start (exit 127,
         like a shell's "command not found")."""
-        self.spawn_error = f"{error.strerror or error}: {error.filename or self.config.cmd}"
+        if isinstance(error, OSError) and error.strerror:
+            self.spawn_error = f"{error.strerror}: {error.filename or self.config.cmd}"
+        else:
+            self.spawn_error = str(error) or type(error).__name__
         self.started_mono = self.ended_mono = time.monotonic()
         self.exit = ExitStatus(127, 0)
         self.exit_reason = "spawn_error"
@@ -240,22 +253,29 @@ class Process:
                 "uptime": round(self.uptime or 0.0, 6),
             },
         )
-        # Whatever else is left in its process group goes too: after a requested
-        # stop, once graceful_timeout is up; after a crash, asked politely first.
-        # The process counts as stopped only when its group has been dealt with.
-        pgid = os_pid
-        if not self._group_killed and group_alive(pgid):
-            if not self.stop_requested:
-                signal_group(pgid, self.config.stop_signum)
-            if self._kill_timer is None:
-                self._kill_timer = self.loop.call_later(
-                    self.graceful_timeout, self._kill_group, pgid
-                )
-        else:
+        if self._on_exit is not None:
+            self._on_exit(self)  # the job decides (and respawns) first: repair is fast
+        # Whatever is left of its process group goes too: after a requested stop,
+        # once graceful_timeout is up; after a crash, asked politely first. The
+        # process counts as stopped only when its group has been dealt with.
+        if self._group_killed or not group_alive(os_pid):
             self._cancel_kill()
             self._resolve_stopped()
-        if self._on_exit is not None:
-            self._on_exit(self)
+            return
+        self._group = GroupWatch(self.loop, os_pid, self._group_empty)
+        if not len(self._group):  # only zombies were left
+            self._group_empty()
+            return
+        if not self.stop_requested:
+            self._group.signal(self.config.stop_signum)
+        if self._kill_timer is None:
+            self._kill_timer = self.loop.call_later(self.graceful_timeout, self._kill_group, os_pid)
+
+    def _group_empty(self) -> None:
+        self._cancel_kill()
+        if self._group is not None:
+            self._group.close()
+        self._resolve_stopped()
 
     def _resolve_stopped(self) -> None:
         if not self._stopped.done():
@@ -314,15 +334,30 @@ class Process:
     def _kill_group(self, pgid: int) -> None:
         self._kill_timer = None
         self._group_killed = True
-        if signal_group(pgid, signal.SIGKILL):
-            log.warning(
-                "%s: process group %d still alive after graceful_timeout=%gs; sent SIGKILL",
-                self.name,
-                pgid,
-                self.graceful_timeout,
-            )
+        if self.exit is None:
+            # The leader is alive, so its pid, and the group id, cannot be reused yet.
+            signal_group(pgid, signal.SIGKILL)
+        elif self._group is not None:
+            self._group.signal(signal.SIGKILL)
+            self._group.close()
+        log.warning(
+            "%s: process %d (group %d) still running after graceful_timeout=%gs; sent SIGKILL",
+            self.name,
+            self.pid,
+            pgid,
+            self.graceful_timeout,
+        )
         if self.exit is not None:
             self._resolve_stopped()
+
+    def kill_group_now(self) -> None:
+        """SIGKILL the process group at once (emergency exit)."""
+        self._cancel_kill()
+        self._group_killed = True
+        if self.exit is None and self.os_pid is not None:
+            signal_group(self.os_pid, signal.SIGKILL)
+        elif self._group is not None:
+            self._group.signal(signal.SIGKILL)
 
     @property
     def lingering(self) -> bool:
@@ -339,6 +374,8 @@ class Process:
         for t in (self._timer, self._kill_timer):
             if t is not None:
                 t.cancel()
+        if self._group is not None:
+            self._group.close()
         for reader in self.readers.values():
             reader.close()
         for writer in self.writers.values():

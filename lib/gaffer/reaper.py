@@ -169,3 +169,86 @@ def make_watcher(loop: asyncio.AbstractEventLoop, kind: str | None = None) -> Ch
     if kind == "sigchld":
         return SigchldWatcher(loop)
     raise ValueError(f"unknown child watcher {kind!r} (pidfd or sigchld)")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
+
+
+class GroupWatch:
+    """Watches what is left of a process group after its leader exited.
+
+    Each live member gets a pidfd registered with the loop, so the group is known
+    to be empty the moment its last member exits, and signals go through the
+    pidfds, so they can never hit a process that reused a pid.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, pgid: int, on_empty: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self.pgid = pgid
+        self._on_empty = on_empty
+        self._fds: dict[int, int] = {}
+        self.closed = False
+        self._adopt()
+
+    def _adopt(self) -> None:
+        for pid in group_members(self.pgid):
+            if pid in self._fds:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except (OSError, AttributeError):
+                fd = -1  # no pidfds on this kernel: signal by pid, rely on the timer
+            self._fds[pid] = fd
+            if fd >= 0:
+                self._loop.add_reader(fd, self._gone, pid)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def _gone(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None and fd >= 0:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        if not self._fds and not self.closed:
+            self.close()
+            self._on_empty()
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to every member, including any started since the last look."""
+        self._adopt()
+        for pid, fd in list(self._fds.items()):
+            try:
+                if fd >= 0:
+                    signal.pidfd_send_signal(fd, sig)
+                else:
+                    os.kill(pid, sig)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closed = True
+        for fd in self._fds.values():
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+                os.close(fd)
+        self._fds.clear()

@@ -58,10 +58,21 @@ def _pipe() -> tuple[int, int]:
 def _dup_to_fds(sources: list[int]) -> None:  # runs in the child, before exec
     base = 3 + len(sources)
     # Move every source above the target range first, so no dup2 clobbers one.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, base) for fd in sources]
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in sources]
     for i, fd in enumerate(high):
-        os.dup2(fd, 3 + i)
+        os.dup2(fd, 3 + i)  # inheritable
         os.close(fd)
+    # What close_fds would do: close every other inheritable fd. (Close-on-exec
+    # ones, Popen's error pipe among them, close themselves at exec.)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < base:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                os.close(fd)
+        except OSError:
+            pass
 
 
 def spawn(spec: SpawnSpec) -> Spawned:
@@ -125,8 +136,8 @@ def spawn(spec: SpawnSpec) -> Spawned:
         else:
             kwargs["process_group"] = 0
         if custom_c:
-            # Popen cannot place fds at chosen numbers; this path gives up vfork and
-            # relies on every other fd being close-on-exec (PEP 446's default).
+            # Popen cannot place fds at chosen numbers: a preexec_fn does (and does
+            # close_fds' job), which costs vfork.
             kwargs["close_fds"] = False
             kwargs["preexec_fn"] = lambda: _dup_to_fds(custom_c)
 

@@ -38,6 +38,12 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise ConfigError(
+                None,
+                f"a key must be a plain value, not {type(key).__name__}",
+                line=key_node.start_mark.line + 1,
+            )
         if key in out:
             raise ConfigError(str(key), "duplicate key", line=key_node.start_mark.line + 1)
         out[key] = loader.construct_object(value_node, deep=True)
@@ -77,7 +83,7 @@ def _line_of(node: Any, path: list[str]) -> int | None:
 
 def parse(text: str, source: str = "<config>") -> DaemonConfig:
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as e:
         raise ConfigError(e.field, e.bare_reason, source=source, line=e.line) from None
     except yaml.YAMLError as e:
@@ -125,8 +131,16 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
             source=source,
             line=_line_of(doc, ["jobs"]),
         )
+    seen: dict[tuple[str, str], str] = {}
     for fullname, options in jobs.items():
         base = ["jobs", str(fullname)]
+        if not isinstance(fullname, str) or not fullname:
+            raise ConfigError(
+                f"jobs.{fullname}",
+                "a job name must be a non-empty string",
+                source=source,
+                line=_line_of(doc, base),
+            )
         if not isinstance(options, dict):
             raise ConfigError(
                 f"jobs.{fullname}",
@@ -143,6 +157,14 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
             line = _line_of(doc, [*base, top]) if top else _line_of(doc, base)
             fld = f"jobs.{fullname}.{e.field}" if e.field else f"jobs.{fullname}"
             raise ConfigError(fld, e.bare_reason, source=source, line=line) from None
+        if (session, jobname) in seen:
+            raise ConfigError(
+                f"jobs.{fullname}",
+                f"the same job as jobs.{seen[session, jobname]}",
+                source=source,
+                line=_line_of(doc, base),
+            )
+        seen[session, jobname] = fullname
         cfg.jobs.append(JobEntry(session, config))
     return cfg
 
@@ -153,4 +175,6 @@ def load_file(path: str) -> DaemonConfig:
             text = f.read()
     except OSError as e:
         raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
     return parse(text, os.path.relpath(path) if not path.startswith("/") else path)

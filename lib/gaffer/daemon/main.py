@@ -23,6 +23,7 @@ from gaffer.manager import Manager
 
 log = logging.getLogger("gafferd")
 
+MAX_PARTIAL = 64 * 1024
 EXIT_OK = 0
 EXIT_USAGE = 2
 
@@ -47,6 +48,7 @@ class ConsoleApp:
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.manager: Manager | None = None
+        self._partial: dict[tuple[int, str], bytes] = {}
 
     def start(self, loop: Any, manager: Manager) -> None:
         self.manager = manager
@@ -61,16 +63,30 @@ class ConsoleApp:
                 self.manager.emitter.unsubscribe(topic, self._event)
 
     def _output(self, event: Event) -> None:
+        # Whole lines only: a line split across two reads is printed once complete
+        # (or when it grows past MAX_PARTIAL, or its process ends).
         d = event.data
-        text = d["data"].decode("utf-8", "replace")
-        prefix = f"{d['name']}.{d['index']} | "
-        lines = text.splitlines()
+        key = (d["pid"], d["label"])
+        data = self._partial.pop(key, b"") + d["data"]
+        complete, sep, rest = data.rpartition(b"\n")
+        if len(rest) > MAX_PARTIAL:
+            complete, rest = data, b""
+        elif rest:
+            self._partial[key] = rest
+        if sep or complete:
+            self._print(d["name"], d["index"], complete)
+
+    def _print(self, name: str, index: int, data: bytes) -> None:
+        prefix = f"{name}.{index} | "
+        lines = data.decode("utf-8", "replace").split("\n")
         self.stream.write("".join(f"{prefix}{line}\n" for line in lines))
         self.stream.flush()
 
     def _event(self, event: Event) -> None:
         d = event.data
         if event.type == "exit":
+            for key in [k for k in self._partial if k[0] == d["pid"]]:
+                self._print(d["name"], d["index"], self._partial.pop(key))
             how = f"signal {d['term_signal']}" if d["term_signal"] else f"status {d['exit_status']}"
             log.info(
                 "%s: process %s (os pid %s) exited with %s", d["name"], d["pid"], d["os_pid"], how
@@ -95,7 +111,11 @@ def run(config: DaemonConfig) -> int:
         nonlocal stop_count
         stop_count += 1
         if stop_count > 1:
-            log.warning("second %s: exiting without waiting", signal.Signals(signum).name)
+            log.warning(
+                "second %s: killing every process group and exiting now",
+                signal.Signals(signum).name,
+            )
+            manager.kill_now()
             os._exit(1)
         log.info("%s: stopping every job", signal.Signals(signum).name)
         manager.stop()
