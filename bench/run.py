@@ -98,6 +98,7 @@ class Params:
     rounds: int
     kills: int
     slots: int
+    idle_s: float = 10.0
 
 
 @dataclass
@@ -198,6 +199,33 @@ def popen_spawn(n: int, env: Mapping[str, str]) -> float:
             p.wait()
 
 
+def popen_supervised(n: int, env: Mapping[str, str]) -> float:
+    """Seconds to start ``n`` children with Popen the way any supervisor must:
+    stdout and stderr pipes kept open and a pidfd per child. Each child adds
+    three fds to the parent, and every later fork copies the whole fd table,
+    so this floor grows faster than N -- it is what gaffer pays too."""
+    procs: list[subprocess.Popen[bytes]] = []
+    fds: list[int] = []
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            proc = subprocess.Popen(SLEEP, env=env, stdout=out_w, stderr=err_w, process_group=0)
+            os.close(out_w)
+            os.close(err_w)
+            fds += [out_r, err_r, os.pidfd_open(proc.pid)]
+            procs.append(proc)
+        return time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        for fd in fds:
+            os.close(fd)
+
+
 def posix_spawn(n: int, env: Mapping[str, str]) -> float:
     """Seconds to start ``n`` children with os.posix_spawnp; they are then reaped."""
     pids: list[int] = []
@@ -268,6 +296,29 @@ async def gaffer_spawn(m: Manager, name: str, n: int) -> float:
         await unload(m, name)
 
 
+async def gaffer_idle(m: Manager, n: int, seconds: float) -> dict[str, float]:
+    """The manager's own CPU time and context switches while ``n`` children run
+    and nothing happens, over ``seconds`` (the benchmark just waits: that is the
+    point). Wake-ups are voluntary context switches of this process."""
+    name = "idle"
+    try:
+        m.load(
+            {"name": name, "cmd": SLEEP[0], "args": SLEEP[1:], "numprocesses": n, "startsecs": 0}
+        )
+        await m.wait_running(name, timeout=TIMEOUT)
+        gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        await asyncio.sleep(seconds)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await unload(m, name)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "cpu_percent": 100 * cpu / seconds,
+        "wakeups_per_s": (after.ru_nvcsw - before.ru_nvcsw) / seconds,
+    }
+
+
 async def unload(m: Manager, name: str) -> None:
     """Unload a job and wait until its processes have exited. A failure is only
     reported: the final astop() and leftover check still clean up."""
@@ -336,7 +387,12 @@ async def bench_loop(m: Manager, kind: str, p: Params) -> dict[str, Any]:
         popen_spawn(WARMUP_N, env)
         posix_spawn(WARMUP_N, env)
 
-        times: dict[str, list[float]] = {"gaffer": [], "popen": [], "posix_spawnp": []}
+        times: dict[str, list[float]] = {
+            "gaffer": [],
+            "popen": [],
+            "posix_spawnp": [],
+            "popen_supervised": [],
+        }
         for r in range(p.rounds):
             order = list(times) if r % 2 == 0 else list(reversed(times))
             for label in order:
@@ -347,6 +403,8 @@ async def bench_loop(m: Manager, kind: str, p: Params) -> dict[str, Any]:
                     t = await gaffer_spawn(m, f"spawn{r}", p.n)
                 elif label == "popen":
                     t = popen_spawn(p.n, env)
+                elif label == "popen_supervised":
+                    t = popen_supervised(p.n, env)
                 else:
                     t = posix_spawn(p.n, env)
                 times[label].append(t)
@@ -361,6 +419,8 @@ async def bench_loop(m: Manager, kind: str, p: Params) -> dict[str, Any]:
         log(f"[{kind}] repair floor (pidfd + Popen by hand): {p.kills} kills")
         gc.collect()
         floor = await raw_repair(p.kills, env)
+        log(f"[{kind}] idle: 100 children, {p.idle_s:g} s")
+        idle = await gaffer_idle(m, 100, p.idle_s)
     finally:
         async with asyncio.timeout(STOP_TIMEOUT):
             await m.astop()
@@ -370,8 +430,12 @@ async def bench_loop(m: Manager, kind: str, p: Params) -> dict[str, Any]:
         "ratio_posix_spawnp": [
             g / f for g, f in zip(times["gaffer"], times["posix_spawnp"], strict=True)
         ],
+        "ratio_popen_supervised": [
+            g / f for g, f in zip(times["gaffer"], times["popen_supervised"], strict=True)
+        ],
         "repair_ms": {k: [x * 1000 for x in v] for k, v in repair.items()},
         "repair_floor_ms": [x * 1000 for x in floor],
+        "idle": idle,
     }
 
 
@@ -431,6 +495,15 @@ def rows_for(kind: str, res: dict[str, Any], p: Params) -> list[Row]:
             "-",
             "-",
         ),
+        Row(
+            f"spawn {p.n} x sleep, ms (floor: Popen + 2 pipes + pidfd each)",
+            kind,
+            spread(ms["gaffer"], ".0f"),
+            spread(ms["popen_supervised"], ".0f"),
+            spread(res["ratio_popen_supervised"], ".2f"),
+            "-",
+            "-",
+        ),
     ]
     obs = summary(res["repair_ms"]["observed"])
     flo = summary(res["repair_floor_ms"])
@@ -448,6 +521,29 @@ def rows_for(kind: str, res: dict[str, Any], p: Params) -> list[Row]:
                 met,
             )
         )
+    idle = res["idle"]
+    rows.append(
+        Row(
+            f"idle CPU %, 100 children, {p.idle_s:g} s",
+            kind,
+            f"{idle['cpu_percent']:.3f}",
+            "-",
+            "-",
+            "< 0.01",
+            "yes" if idle["cpu_percent"] < 0.01 else "**no**",
+        )
+    )
+    rows.append(
+        Row(
+            f"idle wake-ups/s, 100 children, {p.idle_s:g} s",
+            kind,
+            f"{idle['wakeups_per_s']:.1f}",
+            "-",
+            "-",
+            "0",
+            "yes" if idle["wakeups_per_s"] < 0.5 else "**no**",
+        )
+    )
     return rows
 
 
@@ -474,7 +570,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each slot restarts at most attempts - 1 times, so flapping cannot trigger.
     per_slot = FlappingConfig().attempts - 1
     rounds = args.rounds or (3 if args.quick else 7)
-    p = Params(n=n, rounds=rounds, kills=kills, slots=math.ceil(kills / per_slot))
+    p = Params(
+        n=n,
+        rounds=rounds,
+        kills=kills,
+        slots=math.ceil(kills / per_slot),
+        idle_s=3.0 if args.quick else 10.0,
+    )
     ensure_fd_limit(3 * max(n, p.slots) + 256)
 
     info = machine()

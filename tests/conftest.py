@@ -27,6 +27,7 @@ PR_SET_CHILD_SUBREAPER = 36
 CHILDREN = Path(__file__).parent / "children"
 PYTHON = sys.executable
 TIMEOUT = 10.0
+SLEEP = {"cmd": "sleep", "args": ["3600"], "startsecs": 0}  # a job that just runs
 
 
 def pytest_configure(config: pytest.Config) -> None:

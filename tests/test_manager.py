@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from conftest import PYTHON, TIMEOUT, child, gone, next_event, output_of, py
+from conftest import PYTHON, SLEEP, TIMEOUT, child, gone, next_event, output_of, py
 from gaffer import states
 from gaffer.errors import (
     AlreadyExists,
@@ -21,8 +21,6 @@ from gaffer.errors import (
     ReloadFailed,
 )
 from gaffer.manager import Manager
-
-SLEEP = {"cmd": "sleep", "args": ["3600"], "startsecs": 0}
 
 
 def alive(os_pid: int | None) -> bool:

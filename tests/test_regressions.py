@@ -12,15 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, TIMEOUT, next_event, output_of
+from conftest import PYTHON, SLEEP, TIMEOUT, next_event, output_of
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import ConfigError, InvalidState, ReloadFailed
 from gaffer.events import Event
 from gaffer.manager import Manager
 from test_gafferd import GAFFERD, gafferd, read_until
-
-SLEEP = {"cmd": "sleep", "args": ["3600"], "startsecs": 0}
 
 
 async def test_bad_expansion_in_any_slot_is_caught_at_load(manager: Manager) -> None:

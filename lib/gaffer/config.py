@@ -422,9 +422,18 @@ class ProcessConfig:
 
         Not done on construction because ``load(config, env=...)`` may supply
         variables; :meth:`Manager.load` and the daemon's config reader call it."""
-        for index in range(max(1, self.numprocesses if count is None else count)):
+        count = max(1, self.numprocesses if count is None else count)
+        if not self.per_slot:
+            count = 1  # every slot expands the same way
+        for index in range(count):
             env = self.build_env(index, extra, pid=0)
             self.build_argv(env)
+
+    @property
+    def per_slot(self) -> bool:
+        """Whether any value refers to a per-process variable (``$GAFFER_*``)."""
+        texts = [self.cmd, *self.argv, *self.env.values()]
+        return any("GAFFER_" in t for t in texts)
 
     # -- field resolution ---------------------------------------------------------
 

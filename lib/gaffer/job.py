@@ -130,6 +130,7 @@ class Job:
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SIZE)
         self.restarts = 0
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
+        self.executables: dict[tuple[str, str], str] = {}  # (program, PATH) -> path
 
     def __repr__(self) -> str:
         return f"<Job {self.name} active={self.active} {self.running}/{self.numprocesses}>"
@@ -249,6 +250,7 @@ class Job:
         slot.cancel_timer()
         ctx = self.ctx
         proc = Process(
+            executables=self.executables,
             loop=ctx.loop,
             emitter=ctx.emitter,
             watcher=ctx.watcher,
@@ -281,6 +283,7 @@ class Job:
         extra = {**self.env, **(env or {})}
         self.config.check_env(extra)
         proc = Process(
+            executables=self.executables,
             loop=ctx.loop,
             emitter=ctx.emitter,
             watcher=ctx.watcher,

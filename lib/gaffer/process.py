@@ -25,7 +25,7 @@ from gaffer.config import ProcessConfig
 from gaffer.errors import InvalidState, InvalidTransition, NotFound
 from gaffer.reaper import ExitStatus, GroupWatch
 from gaffer.signals import signal_name
-from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn
+from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn, which
 from gaffer.stats import sample
 from gaffer.streams import PipeReader, PipeWriter, Tail
 
@@ -48,6 +48,7 @@ class Process:
         self,
         *,
         loop: asyncio.AbstractEventLoop,
+        executables: dict[tuple[str, str], str] | None = None,
         emitter: EventEmitter,
         watcher: ChildWatcher,
         pid: int,
@@ -72,6 +73,7 @@ class Process:
             graceful_timeout if graceful_timeout is not None else config.graceful_timeout
         )
         self._on_exit = on_exit
+        self._executables = executables if executables is not None else {}
 
         self.state = states.STARTING
         self.reason: str | None = None
@@ -118,9 +120,18 @@ class Process:
         self.env = cfg.build_env(self.index, self.extra_env, pid=self.pid)
         self.argv = cfg.build_argv(self.env)
         labels = cfg.redirect_output
+        # Popen searches PATH on every spawn; the job remembers where it found a
+        # program (and forgets it if the program is gone, see spawn_failed).
+        key = (self.argv[0], self.env.get("PATH", ""))
+        executable = self._executables.get(key)
+        if executable is None:
+            executable = which(self.argv[0], self.env)
+            if executable is not None:
+                self._executables[key] = executable
         spec = SpawnSpec(
             argv=self.argv,
             env=self.env,
+            executable=executable,
             cwd=cfg.cwd,
             uid=cfg.uid if isinstance(cfg.uid, int) else None,
             gid=cfg.gid if isinstance(cfg.gid, int) else None,
@@ -168,6 +179,7 @@ class Process:
     def spawn_failed(self, error: Exception) -> None:
         """Report a process that could not be started as a failed start (exit 127,
         like a shell's "command not found")."""
+        self._executables.clear()  # a program moved or was removed: look again
         if isinstance(error, OSError) and error.strerror:
             self.spawn_error = f"{error.strerror}: {error.filename or self.config.cmd}"
         else:
@@ -175,18 +187,7 @@ class Process:
         self.started_mono = self.ended_mono = time.monotonic()
         self.exit = ExitStatus(127, 0)
         self.exit_reason = "spawn_error"
-        self._publish(
-            "exit",
-            {
-                **self._ids(),
-                "exit_status": 127,
-                "term_signal": 0,
-                "once": self.committed,
-                "reason": self.exit_reason,
-                "error": self.spawn_error,
-                "uptime": 0.0,
-            },
-        )
+        self._publish_exit(error=self.spawn_error)
         if self._on_exit is not None:
             self._on_exit(self)
         self._resolve_stopped()
@@ -242,17 +243,7 @@ class Process:
             self.exit_reason = "killed"
         else:
             self.exit_reason = "exited"
-        self._publish(
-            "exit",
-            {
-                **self._ids(),
-                "exit_status": status.exit_status,
-                "term_signal": status.term_signal,
-                "once": self.committed,
-                "reason": self.exit_reason,
-                "uptime": round(self.uptime or 0.0, 6),
-            },
-        )
+        self._publish_exit()
         if self._on_exit is not None:
             self._on_exit(self)  # the job decides (and respawns) first: repair is fast
         # Whatever is left of its process group goes too: after a requested stop,
@@ -276,6 +267,21 @@ class Process:
         if self._group is not None:
             self._group.close()
         self._resolve_stopped()
+
+    def _publish_exit(self, **extra: Any) -> None:
+        assert self.exit is not None
+        self._publish(
+            "exit",
+            {
+                **self._ids(),
+                "exit_status": self.exit.exit_status,
+                "term_signal": self.exit.term_signal,
+                "once": self.committed,
+                "reason": self.exit_reason,
+                "uptime": round(self.uptime or 0.0, 6),
+                **extra,
+            },
+        )
 
     def _resolve_stopped(self) -> None:
         if not self._stopped.done():

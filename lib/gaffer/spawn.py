@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 class SpawnSpec:
     argv: Sequence[str]
     env: Mapping[str, str]
+    executable: str | None = None  # argv[0] resolved on PATH, if already known
     cwd: str | None = None
     uid: int | None = None
     gid: int | None = None
@@ -143,6 +145,7 @@ def spawn(spec: SpawnSpec) -> Spawned:
 
         popen = subprocess.Popen(
             list(spec.argv),
+            executable=spec.executable,
             stdin=stdin_arg,
             stdout=stdout_arg,
             stderr=stderr_arg,
@@ -160,6 +163,13 @@ def spawn(spec: SpawnSpec) -> Spawned:
     for fd in parent_fds:
         os.set_blocking(fd, False)
     return Spawned(popen, stdin_p, stdout_p, stderr_p, custom_p)
+
+
+def which(name: str, env: Mapping[str, str]) -> str | None:
+    """Where ``name`` is on the process's PATH (as exec would find it), or None."""
+    if "/" in name:
+        return None
+    return shutil.which(name, path=env.get("PATH", os.defpath))
 
 
 def signal_group(pgid: int, sig: int) -> bool:
