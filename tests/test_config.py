@@ -96,6 +96,16 @@ def test_missing_required_keys() -> None:
         ProcessConfig.from_dict({"name": "web"})
 
 
+def test_keywords_are_checked_too() -> None:
+    with pytest.raises(ConfigError) as exc:
+        ProcessConfig("web", "sleep", numprocess=2)  # type: ignore[call-arg]
+    assert exc.value.field == "numprocess"
+    with pytest.raises(ConfigError, match="cmd: is required"):
+        ProcessConfig(name="web")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="numprocesses: must be an integer"):
+        ProcessConfig("web", "sleep", numprocesses="3")  # type: ignore[arg-type]
+
+
 def test_missing_variable_is_a_config_error_not_a_spawn_crash() -> None:
     with pytest.raises(ConfigError) as exc:
         ProcessConfig("web", "echo", ["$NOPE"]).check_env()

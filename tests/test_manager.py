@@ -801,6 +801,25 @@ async def test_manager_requires_start(loop: asyncio.AbstractEventLoop) -> None:
     with pytest.raises(InvalidState):
         m.load({"name": "w", **SLEEP})
     assert not m.active
+    m.start()
+    assert m.active
+    with pytest.raises(InvalidState, match="already started"):
+        m.start()
+    await m.astop()
+    assert not m.active
+
+
+async def test_manage_brings_a_job_to_size(manager: Manager) -> None:
+    job = manager.load({"name": "w", **SLEEP, "numprocesses": 2})
+    await manager.wait_running("w", timeout=TIMEOUT)
+    job.numprocesses = 3  # the wanted size changed without a scale() call
+    manager.manage("w")
+    await manager.wait_running("w", n=3, timeout=TIMEOUT)
+    await manager.stop_job("w")
+    manager.manage("w")  # a stopped job is left alone
+    assert manager.list("w") == []
+    with pytest.raises(NotFound):
+        manager.manage("nope")
 
 
 async def test_restart_everything(manager: Manager) -> None:

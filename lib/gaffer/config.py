@@ -289,6 +289,19 @@ class ProcessConfig:
             )
         s(self, "umask", self._parse_umask())
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
+        # Keywords are checked before the generated __init__ runs, so that an
+        # unknown or missing option is a ConfigError naming it, not a TypeError.
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in kwargs:
+            if key not in names:
+                raise ConfigError(key, "unknown option")
+        given = set(names[: len(args)]) | set(kwargs)
+        for required in ("name", "cmd"):
+            if required not in given:
+                raise ConfigError(required, "is required")
+        return super().__new__(cls)
+
     # -- typed views (mypy cannot narrow the normalised fields) ---------------------
 
     @property

@@ -269,6 +269,9 @@ class Job:
         except Exception as e:  # whatever it is, it is this slot's failed start
             log.error("%s[%d]: cannot start %s: %s", self.name, slot.index, self.config.cmd, e)
             proc.spawn_failed(e)
+        except BaseException as e:  # KeyboardInterrupt mid-spawn: leave no stuck process
+            proc.spawn_failed(RuntimeError(f"interrupted: {e!r}"))
+            raise
         return proc
 
     def commit(
@@ -303,6 +306,9 @@ class Job:
         except Exception as e:
             log.error("%s: cannot start a one-off run of %s: %s", self.name, self.config.cmd, e)
             proc.spawn_failed(e)
+        except BaseException as e:
+            proc.spawn_failed(RuntimeError(f"interrupted: {e!r}"))
+            raise
         return proc
 
     def replace_process(self, proc: Process) -> None:
