@@ -929,3 +929,17 @@ async def test_idle_manager_schedules_nothing(
         assert armed() - before == set(), "an idle manager must not have timers armed"
     finally:
         await m.astop()
+
+
+async def test_big_loads_spawn_in_batches_and_keep_the_loop_free(manager: Manager) -> None:
+    from gaffer.job import SPAWN_BATCH
+
+    ran_between: list[int] = []
+    job = manager.load({"name": "big", **SLEEP, "numprocesses": 3 * SPAWN_BATCH})
+    # load() returned after the first batch; other callbacks get their turn
+    # before the next one
+    assert len(job.processes) == SPAWN_BATCH
+    asyncio.get_running_loop().call_soon(lambda: ran_between.append(len(job.processes)))
+    await manager.wait_running("big", timeout=TIMEOUT)
+    assert ran_between and ran_between[0] < 3 * SPAWN_BATCH
+    assert [p.index for p in job.processes] == list(range(3 * SPAWN_BATCH))

@@ -41,6 +41,7 @@ log = logging.getLogger("gaffer.job")
 HISTORY_SIZE = 50
 # With flapping off, a run shorter than this is a failed start whatever startsecs says.
 MIN_STABLE_RUN = 1.0
+SPAWN_BATCH = 50
 
 
 class JobContext(Protocol):
@@ -131,6 +132,7 @@ class Job:
         self.restarts = 0
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
         self.executables: dict[tuple[str, str], str] = {}  # (program, PATH) -> path
+        self._manage_handle: asyncio.Handle | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.name} active={self.active} {self.running}/{self.numprocesses}>"
@@ -199,6 +201,7 @@ class Job:
         resolves once all of them have exited."""
         was_active = self.active
         self.active = False
+        self._cancel_manage()
         waits = []
         for slot in self.slots.values():
             slot.cancel_timer()
@@ -239,12 +242,25 @@ class Job:
             self._manage()
 
     def _manage(self) -> None:
+        # Spawn at most SPAWN_BATCH processes per loop turn, so that bringing up
+        # hundreds of processes never holds the loop (and the API) for long.
+        self._cancel_manage()
+        spawned = 0
         for index in range(self.numprocesses):
             slot = self.slots.get(index)
             if slot is None:
                 slot = self.slots[index] = Slot(index)
             if slot.process is None and slot.timer is None and slot.status in ("idle", "running"):
+                if spawned == SPAWN_BATCH:
+                    self._manage_handle = self.ctx.loop.call_soon(self.manage)
+                    return
                 self._spawn(slot)
+                spawned += 1
+
+    def _cancel_manage(self) -> None:
+        if self._manage_handle is not None:
+            self._manage_handle.cancel()
+            self._manage_handle = None
 
     def _spawn(self, slot: Slot) -> Process:
         slot.cancel_timer()
@@ -545,5 +561,6 @@ class Job:
         return states.EXITED, 0.0, why
 
     def close(self) -> None:
+        self._cancel_manage()
         for slot in self.slots.values():
             slot.cancel_timer()
