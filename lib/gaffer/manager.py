@@ -588,11 +588,9 @@ class Manager:
             want = job.numprocesses if n is None else n
             # Re-checked on every event of the job: reject in O(1) while the last
             # slot (spawned last) is not running yet, before the O(n) check.
-            last = job.slots.get(want - 1) if want else None
-            if want and (last is None or last.process is None):
-                return False
-            if last is not None and last.process is not None:
-                if last.process.state != states.RUNNING:
+            if want:
+                last = job.slots.get(want - 1)
+                if last is None or last.process is None or last.process.state != states.RUNNING:
                     return False
             procs = job.processes
             return len(procs) == want and all(p.state == states.RUNNING for p in procs)
