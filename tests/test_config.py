@@ -66,6 +66,7 @@ def test_from_dict_round_trips() -> None:
         ("flapping", {"attempts": 0}, "must be an integer ≥ 1"),
         ("flapping", {"bogus": 1}, "unknown option"),
         ("backoff", {"factor": 0.5}, "≥ 1"),
+        ("backoff", {"initial": 0}, "must be > 0 seconds"),
         ("uid", "no-such-user-here", "no such user"),
         ("gid", "no-such-group-here", "no such group"),
         ("umask", "999", "octal mode"),

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, SLEEP, TIMEOUT, next_event, output_of
+from conftest import PYTHON, SLEEP, TIMEOUT, gone, next_event, output_of
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import ConfigError, InvalidState, ReloadFailed
@@ -356,3 +356,135 @@ def test_second_sigterm_kills_every_child(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- second review --------------------------------------------------------------------
+
+
+def orphans(manager: Manager) -> list[object]:
+    """Processes the manager runs that no job accounts for."""
+    tracked = {p for j in manager._all_jobs() for p in j.all_processes()}
+    return [p for p in manager._processes.values() if p not in tracked]
+
+
+async def test_giving_up_a_wait_does_not_poison_the_stop(manager: Manager) -> None:
+    ignore = (
+        "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(3600)"
+    )
+    sub = manager.subscribe("stream")
+    manager.load({"name": "s", "cmd": PYTHON, "args": ["-c", ignore], "graceful_timeout": 0.5})
+    await output_of(sub, b"ready")
+    proc = manager.list("s")[0]
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(manager.stop_job("s"), 0.01)
+    # the process's own future is intact: later waits and the shutdown work
+    assert (await asyncio.wait_for(proc.wait(), TIMEOUT)) is proc
+    await asyncio.wait_for(manager.stop_job("s"), TIMEOUT)
+
+
+async def test_shutdown_during_a_stop_first_reload_stops_everything(manager: Manager) -> None:
+    slow = (
+        "import signal,sys,time; signal.signal(signal.SIGTERM, "
+        "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
+    )
+    manager.load(
+        {
+            "name": "web",
+            "cmd": PYTHON,
+            "args": ["-c", slow],
+            "startsecs": 0,
+            "rolling": "stop-first",
+            "priority": 10,
+        }
+    )
+    manager.load({"name": "db", **SLEEP, "priority": 1})
+    await manager.wait_running("web", timeout=TIMEOUT)
+    await manager.wait_running("db", timeout=TIMEOUT)
+    os_pids = [p.os_pid for p in manager.list()]
+    reload = manager.reload("web")
+    sub = manager.subscribe("job.default.web")
+    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    await asyncio.wait_for(manager.astop(), TIMEOUT)
+    assert not manager.started
+    assert reload.done()
+    for pid in os_pids:
+        assert await gone(pid or 0, 1.0)
+
+
+async def test_a_member_forked_late_keeps_the_group_alive(manager: Manager) -> None:
+    # The last watched member forks a child into the group, then exits.
+    script = "( trap '' TERM; sleep 0.3; sleep 3600 & echo $! ; exit 0 ) & exec sleep 3600"
+    sub = manager.subscribe("stream")
+    manager.load(
+        {"name": "f", "cmd": "sh", "args": ["-c", script], "graceful_timeout": 1.0, "startsecs": 0}
+    )
+    out = await output_of(sub, b"\n")
+    late = int(out.split()[0])
+    t0 = time.monotonic()
+    await manager.stop_job("f")
+    assert time.monotonic() - t0 > 0.9  # it waited for the late member...
+    assert await gone(late, 1.0)  # ...and killed it
+
+
+async def test_scale_during_a_stop_first_reload_leaves_no_orphan(manager: Manager) -> None:
+    slow = (
+        "import signal,sys,time; signal.signal(signal.SIGTERM, "
+        "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
+    )
+    manager.load(
+        {
+            "name": "r",
+            "cmd": PYTHON,
+            "args": ["-c", slow],
+            "startsecs": 0,
+            "numprocesses": 2,
+            "rolling": "stop-first",
+        }
+    )
+    await manager.wait_running("r", timeout=TIMEOUT)
+    sub = manager.subscribe("job.default.r")
+    reload = manager.reload("r")
+    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    manager.scale("r", 1)  # would spawn into the slot being rolled
+    await asyncio.wait_for(reload, TIMEOUT)
+    assert orphans(manager) == []
+    await manager.wait_running("r", n=3, timeout=TIMEOUT)
+
+
+async def test_concurrent_reloads_run_one_after_the_other(manager: Manager) -> None:
+    manager.load(
+        {"name": "r", "cmd": "sleep", "args": ["3600"], "startsecs": 0.1, "numprocesses": 2}
+    )
+    await manager.wait_running("r", timeout=TIMEOUT)
+    first = manager.list("r")
+    await asyncio.wait_for(asyncio.gather(manager.reload("r"), manager.reload("r")), TIMEOUT)
+    assert orphans(manager) == []
+    assert len(manager.list("r")) == 2
+    assert not set(manager.list("r")) & set(first)
+    assert manager.info("r")["restarts"] == 0
+
+
+async def test_unload_waits_for_a_crashed_process_group(manager: Manager) -> None:
+    script = (
+        "import os,signal,sys,time\n"
+        "if os.fork() == 0:\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN); print(os.getpid(), flush=True)\n"
+        "    time.sleep(3600)\n"
+        "time.sleep(0.3); sys.exit(1)\n"
+    )
+    sub = manager.subscribe("stream")
+    manager.load(
+        {
+            "name": "c",
+            "cmd": PYTHON,
+            "args": ["-c", script],
+            "restart": "never",
+            "graceful_timeout": 0.5,
+        }
+    )
+    member = int((await output_of(sub, b"\n")).split()[0])
+    events = manager.subscribe("job.default.c")
+    await next_event(events, lambda e: e.type == "exit")
+    await asyncio.wait_for(manager.unload("c"), TIMEOUT)
+    assert await gone(member, 0.2)  # unload returned only once the member was gone

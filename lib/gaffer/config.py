@@ -184,6 +184,9 @@ class BackoffConfig:
             factor=_float(f"{fld}.factor", v.get("factor", d.factor), 1.0),
             max=_float(f"{fld}.max", v.get("max", d.max)),
         )
+        if out.initial <= 0:
+            # A failed start must never be retried at once: that is a hot loop.
+            raise ConfigError(f"{fld}.initial", f"must be > 0 seconds, got {out.initial:g}")
         if out.max < out.initial:
             raise ConfigError(f"{fld}.max", "must be ≥ backoff.initial")
         return out

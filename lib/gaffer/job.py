@@ -67,7 +67,7 @@ class Slot:
     flap_holds: int = 0
     timer: asyncio.TimerHandle | None = None
     due: float | None = None  # wall-clock time of the scheduled respawn
-    status: str = "idle"  # idle, running, backoff, flapping, fatal, exited
+    status: str = "idle"  # idle, running, rolling, backoff, flapping, fatal, exited
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -128,6 +128,8 @@ class Job:
         self.slots: dict[int, Slot] = {}
         self.once: dict[int, Process] = {}  # committed one-off processes
         self.retiring: set[Process] = set()  # replaced or scaled away, still stopping
+        self.lingering: set[Process] = set()  # exited; members of its group still stopping
+        self._roll_lock = asyncio.Lock()
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SIZE)
         self.restarts = 0
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
@@ -154,7 +156,7 @@ class Job:
         return out
 
     def all_processes(self) -> list[Process]:
-        return [*self.processes, *self.retiring, *self.once.values()]
+        return [*self.processes, *self.retiring, *self.once.values(), *self.lingering]
 
     @property
     def running(self) -> int:
@@ -210,6 +212,7 @@ class Job:
             if slot.status != "fatal" or was_active:
                 slot.status = "idle"
         waits += [p.stop(graceful_timeout) for p in self.retiring]
+        waits += [p.wait_future() for p in self.lingering]
         if was_active:
             self._publish("stop", {})
         return asyncio.gather(*waits)
@@ -263,6 +266,7 @@ class Job:
             self._manage_handle = None
 
     def _spawn(self, slot: Slot) -> Process:
+        assert slot.process is None, f"{self.name}[{slot.index}] already has {slot.process}"
         slot.cancel_timer()
         ctx = self.ctx
         proc = Process(
@@ -331,43 +335,51 @@ class Job:
         """Stop one supervised process; its slot gets a fresh one (stop_process)."""
         proc.stop()
 
-    async def rolling_replace(self, config: ProcessConfig | None = None) -> None:
-        """Restart every slot, one at a time, on ``config`` (default: the current).
+    async def rolling_replace(
+        self, config: ProcessConfig | None = None, limit: int | None = None
+    ) -> None:
+        """Restart every slot (below ``limit``), one at a time, on ``config``
+        (default: the current one).
 
         ``rolling: start-first`` starts the new process and stops the old one once
         the new one is ``running``; ``stop-first`` (for fixed per-slot ports) stops
         the old one first. If a new process fails to start, the rollout stops
         there, the job goes back to its previous config — the old processes that
         are left keep running — and :class:`ReloadFailed` is raised. A job stopped,
-        or a slot scaled away, while the rollout runs is left as that asked.
+        or a slot scaled away, while the rollout runs is left as that asked. One
+        rollout runs per job at a time; a second waits for the first.
         """
-        previous = self.config
-        if config is not None:
-            self.config = config
-        try:
-            # A config change skips processes already running that config
-            # (slots a resize just added); a plain reload restarts them all.
-            await self._roll(skip_current=config is not None)
-        except ReloadFailed:
-            self.config = previous
-            raise
+        async with self._roll_lock:
+            previous = self.config
+            if config is not None:
+                self.config = config
+            try:
+                # A config change skips processes already running that config; a
+                # plain reload restarts them all.
+                await self._roll(skip_current=config is not None, limit=limit)
+            except ReloadFailed:
+                self.config = previous
+                raise
 
-    async def _roll(self, skip_current: bool) -> None:
+    async def _roll(self, skip_current: bool, limit: int | None) -> None:
         start_first = self.config.rolling == "start-first"
         for index in sorted(self.slots):
             slot = self.slots.get(index)
             if not self.active:
                 return
-            if slot is None:
+            if slot is None or (limit is not None and index >= limit):
                 continue
             old = slot.process if slot.process is not None and slot.process.active else None
             if skip_current and old is not None and old.config == self.config:
                 continue
+            if old is None and slot.process is not None:
+                continue  # a dead process not yet reaped: the slot takes care of itself
             if old is not None:
                 slot.process = None
                 self.retiring.add(old)
             if old is not None and not start_first:
-                await old.stop()
+                slot.status = "rolling"  # reserved: nothing else spawns into it
+                await old.wait_future() if old.stopped else await old.stop()
                 if not self._still(slot):
                     continue
             slot.cancel_timer()
@@ -382,11 +394,13 @@ class Job:
                     old.stop()
                 continue
             if not ok:
-                if old is not None and old.active and slot.process in (None, new):
-                    slot.cancel_timer()  # the failed one's backoff: the old one stays
-                    if new.active:
-                        self.retiring.add(new)
-                        new.stop()
+                if old is not None and old.active:
+                    # Give the slot back to the old process, whatever filled it.
+                    slot.cancel_timer()
+                    current = slot.process
+                    if current is not None and current is not old:
+                        self.retiring.add(current)
+                        current.stop()
                     self.retiring.discard(old)
                     slot.process = old
                     slot.status = "running"
@@ -449,6 +463,9 @@ class Job:
 
     def _on_exit(self, proc: Process) -> None:
         self.ctx._unregister(proc)
+        if proc.lingering:
+            self.lingering.add(proc)
+            proc.wait_future().add_done_callback(lambda _: self.lingering.discard(proc))
         if proc.committed:
             self.once.pop(proc.pid, None)
             self._record(proc, states.EXITED)

@@ -25,7 +25,14 @@ from typing import Any, Protocol, TypeVar
 
 from gaffer import states
 from gaffer.config import DEFAULT_SESSION, ProcessConfig, split_name
-from gaffer.errors import AlreadyExists, BadRequest, GafferError, InvalidState, NotFound
+from gaffer.errors import (
+    AlreadyExists,
+    BadRequest,
+    GafferError,
+    InvalidState,
+    NotFound,
+    ReloadFailed,
+)
 from gaffer.events import Event, EventEmitter, Listener, Subscription
 from gaffer.job import Job
 from gaffer.loop import new_event_loop
@@ -323,6 +330,7 @@ class Manager:
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
         job = self._resolve(config.name, sessionid or DEFAULT_SESSION)
+        old_env = job.env
         if env is not None:
             config.check_env(env)
             job.env = dict(env)
@@ -344,11 +352,19 @@ class Manager:
             if start:
                 job.start()
             return done
-        # Resize first so that new slots start on the new config, then roll the rest.
-        job.config = config
+        # Roll the slots that stay over to the new config first, then resize: if
+        # the rollout fails, nothing else has changed.
+        return self._background(self._update_rolling(job, config, old_env))
+
+    async def _update_rolling(
+        self, job: Job, config: ProcessConfig, old_env: dict[str, str]
+    ) -> None:
+        try:
+            await job.rolling_replace(config, limit=config.numprocesses)
+        except ReloadFailed:
+            job.env = old_env
+            raise
         job.scale(f"={config.numprocesses}")
-        job.config = old
-        return self._background(job.rolling_replace(config))
 
     def reload(self, name: str, sessionid: str | None = None) -> asyncio.Future[None]:
         """Restart the job's processes one slot at a time (new process first; the
@@ -599,11 +615,10 @@ class Manager:
         return job
 
     async def wait_stopped(self, name: str, timeout: float | None = None) -> Job:
-        """Wait until job ``name`` has no live process (one-off runs included)."""
+        """Wait until nothing of job ``name`` runs: no process (one-off runs
+        included) and no member of a crashed process's group."""
         job = self._resolve(name, None)
-        await self.wait_for(
-            lambda: not any(p.alive for p in job.all_processes()), timeout, topic=f"job.{job.name}"
-        )
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in job.all_processes())), timeout)
         return job
 
 
@@ -612,6 +627,9 @@ class _NoWatcher(ChildWatcher):
 
     def add(self, pid: int, callback: Any) -> None:
         raise InvalidState("the manager is not started")
+
+    def remove(self, pid: int) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gaffer.process")
 
-# How long a killed process group may take to vanish after SIGKILL before we stop
-# waiting for it (SIGKILL cannot be ignored; this only covers D-state sleepers).
-KILL_GRACE = 1.0
-
 
 class Process:
     """A running (or finished) child. ``pid`` is gaffer's internal id; ``os_pid``
@@ -144,29 +140,40 @@ class Process:
         spawned = spawn(spec)
         # Popen must not try to reap the child itself: the watcher does.
         spawned.popen.returncode = 0  # keeps Popen.__del__ from tracking it
+        raw = [fd for fd in (spawned.stdin, spawned.stdout, spawned.stderr) if fd is not None]
+        raw += spawned.custom
+        watched = False
         try:
             self._watcher.add(spawned.pid, self._exited)
+            watched = True
+            if spawned.stdin is not None:
+                self.writers["stdin"] = PipeWriter(self.loop, spawned.stdin)
+            if spawned.stdout is not None:
+                self._add_reader(labels[0], spawned.stdout)
+            if spawned.stderr is not None:
+                self._add_reader(labels[1], spawned.stderr)
+            for label, fd in zip(cfg.custom_streams, spawned.custom, strict=True):
+                self.writers[label] = PipeWriter(self.loop, os.dup(fd))
+                self._add_reader(label, fd)
         except BaseException:
-            # A child we cannot watch must not run unsupervised.
+            # A child we cannot fully supervise must not run: kill it, reap it here
+            # (not through the watcher) and release every fd.
+            if watched:
+                self._watcher.remove(spawned.pid)
             signal_group(spawned.pid, signal.SIGKILL)
             os.waitpid(spawned.pid, 0)
-            for fd in (spawned.stdin, spawned.stdout, spawned.stderr, *spawned.custom):
-                if fd is not None:
+            owned = {r.fd for r in self.readers.values()} | {w.fd for w in self.writers.values()}
+            self.close()
+            self.readers.clear()
+            self.writers.clear()
+            self.tails.clear()
+            for fd in raw:
+                if fd not in owned:
                     os.close(fd)
             raise
         self.os_pid = spawned.pid
         self.create_time = time.time()
         self.started_mono = time.monotonic()
-
-        if spawned.stdin is not None:
-            self.writers["stdin"] = PipeWriter(self.loop, spawned.stdin)
-        if spawned.stdout is not None:
-            self._add_reader(labels[0], spawned.stdout)
-        if spawned.stderr is not None:
-            self._add_reader(labels[1], spawned.stderr)
-        for label, fd in zip(cfg.custom_streams, spawned.custom, strict=True):
-            self.writers[label] = PipeWriter(self.loop, os.dup(fd))
-            self._add_reader(label, fd)
 
         data = self._ids()
         self._publish("spawn", data)
@@ -314,10 +321,8 @@ class Process:
         """Ask the process group to stop; SIGKILL it after the graceful timeout.
         The future resolves when the process has exited and its group is gone
         (or has been sent SIGKILL)."""
-        if not self.alive:
-            return self._stopped
-        if self.stop_requested:
-            return self._stopped
+        if not self.alive or self.stop_requested:
+            return self.wait_future()
         self.stop_requested = True
         timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
         self._set_state(states.STOPPING, "stop requested")
@@ -328,14 +333,21 @@ class Process:
         else:
             signal_group(self.os_pid, self.config.stop_signum)
             self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
-        return self._stopped
+        return self.wait_future()
 
     async def wait(self) -> Process:
         """Wait until the process has exited and its group is dealt with."""
         return await asyncio.shield(self._stopped)
 
     def wait_future(self) -> asyncio.Future[Process]:
-        return self._stopped
+        """A future of the process's end that the caller may cancel freely: a
+        caller giving up its wait never affects the process or other waiters."""
+        return asyncio.shield(self._stopped)
+
+    @property
+    def stopped(self) -> bool:
+        """Exited, with its group dealt with."""
+        return self._stopped.done()
 
     def _kill_group(self, pgid: int) -> None:
         self._kill_timer = None
@@ -358,6 +370,8 @@ class Process:
 
     def kill_group_now(self) -> None:
         """SIGKILL the process group at once (emergency exit)."""
+        if self._stopped.done():
+            return  # its group is gone: the id may be someone else's now
         self._cancel_kill()
         self._group_killed = True
         if self.exit is None and self.os_pid is not None:

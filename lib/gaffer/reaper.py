@@ -62,6 +62,10 @@ class ChildWatcher:
     def add(self, pid: int, callback: ExitCallback) -> None:
         raise NotImplementedError
 
+    def remove(self, pid: int) -> None:
+        """Stop watching ``pid`` (the caller reaps it)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -95,6 +99,12 @@ class PidfdWatcher(ChildWatcher):
         fd = os.pidfd_open(pid)
         self._fds[pid] = fd
         self._loop.add_reader(fd, self._ready, pid, fd, callback)
+
+    def remove(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
 
     def _ready(self, pid: int, fd: int, callback: ExitCallback) -> None:
         status = _reap(pid)
@@ -138,6 +148,9 @@ class SigchldWatcher(ChildWatcher):
         self._callbacks[pid] = callback
         # The child may have exited before it was registered: check once now.
         self._loop.call_soon(self._check, pid)
+
+    def remove(self, pid: int) -> None:
+        self._callbacks.pop(pid, None)
 
     def _check(self, pid: int) -> None:
         callback = self._callbacks.get(pid)
@@ -208,6 +221,8 @@ class GroupWatch:
         self._adopt()
 
     def _adopt(self) -> None:
+        if self.closed:
+            return  # the group id may belong to someone else by now
         for pid in group_members(self.pgid):
             if pid in self._fds:
                 continue
@@ -230,11 +245,15 @@ class GroupWatch:
             self._loop.remove_reader(fd)
             os.close(fd)
         if not self._fds and not self.closed:
-            self.close()
-            self._on_empty()
+            self._adopt()  # a member may have forked before it exited: look again
+            if not self._fds:
+                self.close()
+                self._on_empty()
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every member, including any started since the last look."""
+        if self.closed:
+            return
         self._adopt()
         for pid, fd in list(self._fds.items()):
             try:
