@@ -486,25 +486,22 @@ def rows_for(kind: str, res: dict[str, Any], p: Params) -> list[Row]:
             f"<= {SPAWN_RATIO_TARGET:g}",
             "yes" if ratio <= SPAWN_RATIO_TARGET else "**no**",
         ),
-        Row(
-            f"spawn {p.n} x sleep, ms (floor: posix_spawnp)",
-            kind,
-            spread(ms["gaffer"], ".0f"),
-            spread(ms["posix_spawnp"], ".0f"),
-            spread(res["ratio_posix_spawnp"], ".2f"),
-            "-",
-            "-",
-        ),
-        Row(
-            f"spawn {p.n} x sleep, ms (floor: Popen + 2 pipes + pidfd each)",
-            kind,
-            spread(ms["gaffer"], ".0f"),
-            spread(ms["popen_supervised"], ".0f"),
-            spread(res["ratio_popen_supervised"], ".2f"),
-            "-",
-            "-",
-        ),
     ]
+    for key, floor in [
+        ("posix_spawnp", "posix_spawnp"),
+        ("popen_supervised", "Popen + 2 pipes + pidfd each"),
+    ]:
+        rows.append(
+            Row(
+                f"spawn {p.n} x sleep, ms (floor: {floor})",
+                kind,
+                spread(ms["gaffer"], ".0f"),
+                spread(ms[key], ".0f"),
+                spread(res[f"ratio_{key}"], ".2f"),
+                "-",
+                "-",
+            )
+        )
     obs = summary(res["repair_ms"]["observed"])
     flo = summary(res["repair_floor_ms"])
     targets = {"median": REPAIR_MEDIAN_TARGET_MS, "p95": None, "p99": REPAIR_P99_TARGET_MS}

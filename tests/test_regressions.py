@@ -361,6 +361,13 @@ def test_second_sigterm_kills_every_child(tmp_path: Path) -> None:
 # -- second review --------------------------------------------------------------------
 
 
+# Takes 0.3 s to stop after SIGTERM: long enough to act while it is stopping.
+SLOW_TO_STOP = (
+    "import signal,sys,time; signal.signal(signal.SIGTERM, "
+    "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
+)
+
+
 def orphans(manager: Manager) -> list[object]:
     """Processes the manager runs that no job accounts for."""
     tracked = {p for j in manager._all_jobs() for p in j.all_processes()}
@@ -384,15 +391,11 @@ async def test_giving_up_a_wait_does_not_poison_the_stop(manager: Manager) -> No
 
 
 async def test_shutdown_during_a_stop_first_reload_stops_everything(manager: Manager) -> None:
-    slow = (
-        "import signal,sys,time; signal.signal(signal.SIGTERM, "
-        "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
-    )
     manager.load(
         {
             "name": "web",
             "cmd": PYTHON,
-            "args": ["-c", slow],
+            "args": ["-c", SLOW_TO_STOP],
             "startsecs": 0,
             "rolling": "stop-first",
             "priority": 10,
@@ -428,15 +431,11 @@ async def test_a_member_forked_late_keeps_the_group_alive(manager: Manager) -> N
 
 
 async def test_scale_during_a_stop_first_reload_leaves_no_orphan(manager: Manager) -> None:
-    slow = (
-        "import signal,sys,time; signal.signal(signal.SIGTERM, "
-        "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
-    )
     manager.load(
         {
             "name": "r",
             "cmd": PYTHON,
-            "args": ["-c", slow],
+            "args": ["-c", SLOW_TO_STOP],
             "startsecs": 0,
             "numprocesses": 2,
             "rolling": "stop-first",
