@@ -141,6 +141,18 @@ async def test_output_is_captured_by_label(manager: Manager) -> None:
     assert seen == {"stdout": b"out\n", "stderr": b"err\n"}
 
 
+async def test_output_tail_keeps_the_last_lines(manager: Manager) -> None:
+    sub = manager.subscribe("stream")
+    script = "for i in 1 2 3; do echo out$$i; done; echo err >&2; exec sleep 3600"
+    manager.load({"name": "t", "cmd": "sh", "args": ["-c", script]})
+    seen = {"stdout": b"", "stderr": b""}
+    while b"out3\n" not in seen["stdout"] or b"err\n" not in seen["stderr"]:
+        e = await next_event(sub, lambda e: e.type == "output")
+        seen[e.data["label"]] += e.data["data"]
+    proc = manager.list("t")[0]
+    assert proc.output_tail(2) == {"stdout": ["out2", "out3"], "stderr": ["err"]}
+
+
 async def test_os_env_cwd_umask(manager: Manager, tmp_path: object) -> None:
     os.environ["GAFFER_TEST_FROM_DAEMON"] = "inherited"
     try:

@@ -43,15 +43,6 @@ class Event:
         """The most specific topic (the last one it was published under)."""
         return self.topics[-1]
 
-    def matches(self, prefix: str) -> bool:
-        return any(topic_matches(prefix, t) for t in self.topics)
-
-    def matched_topic(self, prefix: str) -> str:
-        for t in reversed(self.topics):
-            if topic_matches(prefix, t):
-                return t
-        return self.topic
-
     def to_dict(self, topic: str | None = None) -> dict[str, Any]:
         return {
             **self.data,
@@ -60,12 +51,6 @@ class Event:
             "seq": self.seq,
             "time": self.time,
         }
-
-
-def topic_matches(prefix: str, topic: str) -> bool:
-    if prefix in (".", ""):
-        return True
-    return topic == prefix or topic.startswith(prefix + ".")
 
 
 def _prefixes(topic: str) -> Iterable[str]:
@@ -90,10 +75,6 @@ class EventEmitter:
         self._pending: collections.deque[Event] = collections.deque()
         self._scheduled = False
         self.failed_deliveries = 0
-
-    @property
-    def last_seq(self) -> int:
-        return self._seq
 
     def subscribe(self, topic: str, listener: Listener) -> None:
         topic = "." if topic in ("", ".") else topic

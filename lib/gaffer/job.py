@@ -331,10 +331,6 @@ class Job:
             raise
         return proc
 
-    def replace_process(self, proc: Process) -> None:
-        """Stop one supervised process; its slot gets a fresh one (stop_process)."""
-        proc.stop()
-
     async def rolling_replace(
         self, config: ProcessConfig | None = None, limit: int | None = None
     ) -> None:

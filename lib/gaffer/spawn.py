@@ -10,7 +10,6 @@ that stopping it can signal everything it started.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import pwd
@@ -185,9 +184,3 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 def group_alive(pgid: int) -> bool:
     return signal_group(pgid, 0)
-
-
-def close_fd(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)

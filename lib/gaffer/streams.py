@@ -99,10 +99,9 @@ class PipeWriter:
         self.fd: int | None = fd
         self._buf = bytearray()
         self._limit = limit
-        self._closing = False
 
     def write(self, data: bytes) -> None:
-        if self.fd is None or self._closing:
+        if self.fd is None:
             raise InvalidState("the stream is closed")
         if len(self._buf) + len(data) > self._limit:
             raise InvalidState(f"the stream's write buffer is full ({self._limit} bytes)")
@@ -134,8 +133,6 @@ class PipeWriter:
         del self._buf[:n]
         if not self._buf:
             self._loop.remove_writer(self.fd)
-            if self._closing:
-                self.close()
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
