@@ -273,6 +273,9 @@ async def test_restart_policies(manager: Manager, policy: str, code: int, restar
         else:
             assert manager.list("p") == []
             assert manager.info("p")["slots"][0]["status"] == "exited"
+            # an explicit start starts an exited slot again, like supervisorctl start
+            manager.start_job("p")
+            await manager.wait_running("p", timeout=TIMEOUT)
     finally:
         if os.path.exists(marker):
             os.unlink(marker)
@@ -291,9 +294,11 @@ async def test_failed_starts_back_off_then_flapping_gives_up(manager: Manager) -
     )
     delays = []
     terminal = []
+    flaps = []
     while True:
         e = await next_event(sub, lambda e: e.type in ("state", "flap"))
         if e.type == "flap":
+            flaps.append((e.data["fatal"], e.data["retries_left"], e.data["retry_in"]))
             if e.data["fatal"]:
                 break
             continue
@@ -306,6 +311,8 @@ async def test_failed_starts_back_off_then_flapping_gives_up(manager: Manager) -
     # failed starts back off (growing), flapping holds the slot, then gives up
     assert terminal[0] == states.BACKOFF
     assert delays[:2] == ["0.02s", "0.04s"]
+    # max_retry=1: one hold (with no retry left after it), then fatal
+    assert flaps == [(False, 0, 0.05), (True, 0, None)]
     info = manager.info("bad")
     assert info["slots"][0]["status"] == "fatal"
     assert info["exits_by_reason"]["start_failed"] >= 6

@@ -191,7 +191,7 @@ class Job:
             self.active = True
             self._publish("start", {})
         for slot in self.slots.values():
-            if slot.status == "fatal":
+            if slot.status in ("fatal", "exited"):  # an explicit start starts them again
                 slot.status = "idle"
                 slot.failures = 0
                 slot.flap_holds = 0
@@ -553,7 +553,7 @@ class Job:
                         "attempts": flapping.attempts,
                         "window": flapping.window,
                         "retry_in": None if fatal else flapping.retry_in,
-                        "retries_left": max(0, flapping.max_retry - slot.flap_holds + 1),
+                        "retries_left": max(0, flapping.max_retry - slot.flap_holds),
                         "fatal": fatal,
                     },
                 )
