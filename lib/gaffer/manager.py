@@ -140,7 +140,7 @@ class Manager:
             for task in list(self._tasks):  # reloads in flight: the jobs are stopping
                 if task is not current:
                     task.cancel()
-            await self._stop_jobs(self._all_jobs(), graceful_timeout, unload=False)
+            await self._stop_jobs(self._all_jobs(), graceful_timeout)
             # Crashed processes whose group members are still being stopped.
             await asyncio.gather(*(p.wait() for p in self._lingering))
             # Pipes a leftover may still hold open: stop reading them.
@@ -174,7 +174,7 @@ class Manager:
                 if hasattr(app, "restart"):
                     app.restart()
             jobs = [j for j in self._all_jobs() if j.active]
-            await self._stop_jobs(jobs, None, unload=False)
+            await self._stop_jobs(jobs, None)
             for job in sorted(jobs, key=lambda j: j.config.priority):
                 job.start()
             if callback is not None:
@@ -182,9 +182,7 @@ class Manager:
 
         self._background(run())
 
-    async def _stop_jobs(
-        self, jobs: list[Job], graceful_timeout: float | None, unload: bool
-    ) -> None:
+    async def _stop_jobs(self, jobs: list[Job], graceful_timeout: float | None) -> None:
         # Highest priority value first; jobs of one priority stop together.
         for _, group in itertools.groupby(
             sorted(jobs, key=lambda j: -j.config.priority), key=lambda j: j.config.priority
@@ -391,7 +389,7 @@ class Manager:
         """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
         job when ``name`` is None."""
         jobs = [self._resolve(name, None)] if name is not None else self._all_jobs()
-        return self._background(self._stop_jobs(jobs, None, unload=False))
+        return self._background(self._stop_jobs(jobs, None))
 
     def scale(self, name: str, n: int | str) -> int:
         """Change the wanted number of processes; returns it. See
