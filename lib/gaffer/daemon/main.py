@@ -93,8 +93,11 @@ class ConsoleApp:
             )
         elif event.type == "spawn":
             log.info("%s: spawned process %s (os pid %s)", d["name"], d["pid"], d["os_pid"])
+        elif event.type == "flap":
+            what = "giving up" if d["fatal"] else f"holding it back {d['retry_in']:g}s"
+            log.warning("%s[%s]: flapping, %s", d["name"], d["index"], what)
         else:
-            log.info("%s: %s %s", event.type, d.get("name", ""), "" if event.type != "flap" else d)
+            log.info("%s: %s", event.type, d.get("name", ""))
 
 
 def run(config: DaemonConfig) -> int:
