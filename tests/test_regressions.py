@@ -364,7 +364,7 @@ def test_second_sigterm_kills_every_child(tmp_path: Path) -> None:
 # Takes 0.3 s to stop after SIGTERM: long enough to act while it is stopping.
 SLOW_TO_STOP = (
     "import signal,sys,time; signal.signal(signal.SIGTERM, "
-    "lambda *a: (time.sleep(0.3), sys.exit(0))); time.sleep(3600)"
+    "lambda *a: (time.sleep(0.3), sys.exit(0))); print('ready', flush=True); time.sleep(3600)"
 )
 
 
@@ -487,3 +487,119 @@ async def test_unload_waits_for_a_crashed_process_group(manager: Manager) -> Non
     await next_event(events, lambda e: e.type == "exit")
     await asyncio.wait_for(manager.unload("c"), TIMEOUT)
     assert await gone(member, 0.2)  # unload returned only once the member was gone
+
+
+# -- randomized stress run ------------------------------------------------------------
+
+
+async def test_restart_does_not_revive_a_job_unloaded_meanwhile(manager: Manager) -> None:
+    manager.load({"name": "a", "cmd": PYTHON, "args": ["-c", SLOW_TO_STOP], "startsecs": 0})
+    await manager.wait_running("a", timeout=TIMEOUT)
+    done = asyncio.get_running_loop().create_future()
+    manager.restart(lambda m: done.set_result(None))
+    await asyncio.sleep(0)  # one loop turn: the restart has begun stopping "a"
+    await manager.unload("a")
+    await asyncio.wait_for(done, TIMEOUT)
+    assert manager.jobs() == [] and manager.pids() == []
+
+
+async def test_restart_is_refused_while_stopping(manager: Manager) -> None:
+    manager.load({"name": "a", "cmd": PYTHON, "args": ["-c", SLOW_TO_STOP], "startsecs": 0})
+    await manager.wait_running("a", timeout=TIMEOUT)
+    stopping = asyncio.ensure_future(manager.astop())
+    await asyncio.sleep(0)
+    with pytest.raises(InvalidState, match="stopping"):
+        manager.restart()
+    await stopping
+    assert manager.pids() == []
+
+
+async def test_astop_waits_for_an_unload_in_progress(manager: Manager) -> None:
+    manager.load({"name": "w", "cmd": PYTHON, "args": ["-c", SLOW_TO_STOP], "startsecs": 0})
+    await manager.wait_running("w", timeout=TIMEOUT)
+    os_pid = manager.list("w")[0].os_pid or 0
+    manager.unload("w")  # not awaited
+    await manager.astop()
+    assert await gone(os_pid, 0.1)
+
+
+@pytest.mark.parametrize("rolling", ["start-first", "stop-first"])
+async def test_giving_up_on_a_reload_does_not_cancel_it(manager: Manager, rolling: str) -> None:
+    manager.load(
+        {
+            "name": "r",
+            "cmd": PYTHON,
+            "args": ["-c", SLOW_TO_STOP],
+            "startsecs": 0.1,
+            "rolling": rolling,
+        }
+    )
+    await manager.wait_running("r", timeout=TIMEOUT)
+    old = manager.list("r")[0]
+    reload = manager.reload("r")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reload, 0.05)
+    await manager.wait_for(lambda: not old.alive and manager.get("r").running == 1, timeout=TIMEOUT)
+    job = manager.get("r")
+    assert job.retiring == set() and job.slots[0].status == "running"
+
+
+async def test_giving_up_on_stopall_does_not_cancel_it(manager: Manager) -> None:
+    out = manager.subscribe("stream")
+    manager.load(
+        {
+            "name": "slow",
+            "cmd": PYTHON,
+            "args": ["-c", SLOW_TO_STOP],
+            "startsecs": 0,
+            "priority": 10,
+        }
+    )
+    manager.load({"name": "fast", **SLEEP, "priority": 1})
+    await output_of(out, b"ready")  # its SIGTERM handler is in place
+    await manager.wait_running("fast", timeout=TIMEOUT)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(manager.stopall(), 0.05)
+    await manager.wait_for(lambda: not manager.pids(), timeout=TIMEOUT)
+    assert not manager.get("fast").active
+
+
+async def test_stop_and_start_during_a_stop_first_reload(manager: Manager) -> None:
+    manager.load(
+        {
+            "name": "r",
+            "cmd": PYTHON,
+            "args": ["-c", SLOW_TO_STOP],
+            "startsecs": 0,
+            "rolling": "stop-first",
+        }
+    )
+    await manager.wait_running("r", timeout=TIMEOUT)
+    sub = manager.subscribe("job.default.r")
+    reload = manager.reload("r")
+    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    manager.stop_job("r")
+    manager.start_job("r")
+    await asyncio.wait_for(reload, TIMEOUT)  # used to fail with an AssertionError
+    await manager.wait_running("r", timeout=TIMEOUT)
+    assert len(manager.list("r")) == 1 and orphans(manager) == []
+
+
+async def test_updates_apply_in_the_order_asked(manager: Manager) -> None:
+    manager.load({"name": "u", **SLEEP, "startsecs": 0.1})
+    await manager.wait_running("u", timeout=TIMEOUT)
+    reload = manager.reload("u")
+    a = manager.update({"name": "u", "cmd": "sleep", "args": ["3601"], "startsecs": 0.1})
+    b = manager.update({"name": "u", "cmd": "sleep", "args": ["3602"], "startsecs": 0.1})
+    await asyncio.wait_for(asyncio.gather(reload, a, b), TIMEOUT)
+    assert manager.get("u").config.argv == ("3602",)
+    assert [p.argv for p in manager.list("u")] == [["sleep", "3602"]]
+
+
+async def test_one_off_runs_are_outside_the_slots(manager: Manager) -> None:
+    manager.load({"name": "w", **SLEEP})
+    pid = manager.commit("w")
+    manager.scale("w", 1)
+    await manager.wait_running("w", n=2, timeout=TIMEOUT)
+    assert manager.get_process(pid).env["GAFFER_INDEX"] == "-1"
+    assert [p.env["GAFFER_INDEX"] for p in manager.list("w")] == ["0", "1"]

@@ -129,7 +129,9 @@ class Job:
         self.once: dict[int, Process] = {}  # committed one-off processes
         self.retiring: set[Process] = set()  # replaced or scaled away, still stopping
         self.lingering: set[Process] = set()  # exited; members of its group still stopping
-        self._roll_lock = asyncio.Lock()
+        # reload/update run one at a time, in the order they were asked for
+        self.config_lock = asyncio.Lock()
+        self.config_ops = 0  # config operations running or waiting for the lock
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_SIZE)
         self.restarts = 0
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
@@ -298,10 +300,9 @@ class Job:
         self, graceful_timeout: float | None = None, env: Mapping[str, str] | None = None
     ) -> Process:
         """Start a one-off process with the job's config; it is never restarted."""
-        used = {p.index for p in self.all_processes()}
-        index = self.numprocesses
-        while index in used:
-            index += 1
+        # One-off runs are outside the slots: $GAFFER_INDEX is -1, so a run can
+        # never take (or later collide with) a slot's per-process values.
+        index = -1
         ctx = self.ctx
         extra = {**self.env, **(env or {})}
         self.config.check_env(extra)
@@ -342,20 +343,19 @@ class Job:
         the old one first. If a new process fails to start, the rollout stops
         there, the job goes back to its previous config — the old processes that
         are left keep running — and :class:`ReloadFailed` is raised. A job stopped,
-        or a slot scaled away, while the rollout runs is left as that asked. One
-        rollout runs per job at a time; a second waits for the first.
+        or a slot scaled away, while the rollout runs is left as that asked.
+        Callers run it under :attr:`config_lock` (see ``Manager.reload``).
         """
-        async with self._roll_lock:
-            previous = self.config
-            if config is not None:
-                self.config = config
-            try:
-                # A config change skips processes already running that config; a
-                # plain reload restarts them all.
-                await self._roll(skip_current=config is not None, limit=limit)
-            except ReloadFailed:
-                self.config = previous
-                raise
+        previous = self.config
+        if config is not None:
+            self.config = config
+        try:
+            # A config change skips processes already running that config; a
+            # plain reload restarts them all.
+            await self._roll(skip_current=config is not None, limit=limit)
+        except ReloadFailed:
+            self.config = previous
+            raise
 
     async def _roll(self, skip_current: bool, limit: int | None) -> None:
         start_first = self.config.rolling == "start-first"
@@ -370,42 +370,67 @@ class Job:
                 continue
             if old is None and slot.process is not None:
                 continue  # a dead process not yet reaped: the slot takes care of itself
-            if old is not None:
-                slot.process = None
-                self.retiring.add(old)
-            if old is not None and not start_first:
-                slot.status = "rolling"  # reserved: nothing else spawns into it
-                await old.wait_future() if old.stopped else await old.stop()
-                if not self._still(slot):
-                    continue
-            slot.cancel_timer()
-            slot.status = "running"
-            slot.failures = 0
-            new = self._spawn(slot)
-            ok = await self._wait_started(new)
-            if not self._still(slot):
-                # Stopped or scaled away meanwhile: that took care of the new
-                # process; the old one goes the same way.
-                if old is not None and old.active:
-                    old.stop()
-                continue
-            if not ok:
-                if old is not None and old.active:
-                    # Give the slot back to the old process, whatever filled it.
-                    slot.cancel_timer()
-                    current = slot.process
-                    if current is not None and current is not old:
-                        self.retiring.add(current)
-                        current.stop()
-                    self.retiring.discard(old)
-                    slot.process = old
+            new: Process | None = None
+            try:
+                new = await self._roll_slot(slot, old, start_first)
+            except asyncio.CancelledError:
+                # Only a shutdown cancels a rollout; leave the slot consistent.
+                self._abandon_roll(slot, old, new)
+                raise
+
+    async def _roll_slot(
+        self, slot: Slot, old: Process | None, start_first: bool
+    ) -> Process | None:
+        if old is not None:
+            slot.process = None
+            self.retiring.add(old)
+        if old is not None and not start_first:
+            slot.status = "rolling"  # reserved: nothing else spawns into it
+            await old.stop()
+            if not self._still(slot) or slot.process is not None:
+                # Stopped, scaled away or refilled meanwhile: not ours any more.
+                if slot.status == "rolling":
                     slot.status = "running"
-                raise ReloadFailed(
-                    f"{self.name}[{index}]: the new process failed to start "
-                    f"({new.spawn_error or new.reason or new.state})"
-                )
-            if old is not None and start_first:
-                await old.stop()
+                return None
+        slot.cancel_timer()
+        slot.status = "running"
+        slot.failures = 0
+        new = self._spawn(slot)
+        ok = await self._wait_started(new)
+        if not self._still(slot):
+            # Stopped or scaled away meanwhile: that took care of the new process;
+            # the old one goes the same way.
+            if old is not None and old.active:
+                old.stop()
+            return new
+        if not ok:
+            if old is not None and old.active:
+                # Give the slot back to the old process, whatever filled it.
+                slot.cancel_timer()
+                current = slot.process
+                if current is not None and current is not old:
+                    self.retiring.add(current)
+                    current.stop()
+                self.retiring.discard(old)
+                slot.process = old
+                slot.status = "running"
+            raise ReloadFailed(
+                f"{self.name}[{slot.index}]: the new process failed to start "
+                f"({new.spawn_error or new.reason or new.state})"
+            )
+        if old is not None and start_first:
+            await old.stop()
+        return new
+
+    def _abandon_roll(self, slot: Slot, old: Process | None, new: Process | None) -> None:
+        if slot.status == "rolling":
+            slot.status = "running"
+        if old is not None and old.active:
+            if slot.process is None and self._still(slot):
+                self.retiring.discard(old)  # never replaced: it keeps its slot
+                slot.process = old
+            else:
+                old.stop()  # replaced (or going away): finish the swap
 
     def _still(self, slot: Slot) -> bool:
         return self.active and self.slots.get(slot.index) is slot

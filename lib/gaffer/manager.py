@@ -20,7 +20,7 @@ import builtins
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from gaffer import states
@@ -69,6 +69,7 @@ class Manager:
         self._processes: dict[int, Process] = {}
         self._lingering: set[Process] = set()
         self._draining: set[Process] = set()  # exited, output pipes not yet at EOF
+        self._unloading: set[Job] = set()  # unloaded, processes still stopping
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pid_counter = itertools.count(1)
         self.apps: list[Any] = []
@@ -140,7 +141,7 @@ class Manager:
             for task in list(self._tasks):  # reloads in flight: the jobs are stopping
                 if task is not current:
                     task.cancel()
-            await self._stop_jobs(self._all_jobs(), graceful_timeout)
+            await self._stop_jobs([*self._all_jobs(), *self._unloading], graceful_timeout)
             # Crashed processes whose group members are still being stopped.
             await asyncio.gather(*(p.wait() for p in self._lingering))
             # Pipes a leftover may still hold open: stop reading them.
@@ -168,6 +169,7 @@ class Manager:
         if not self._in_loop_thread():
             self.loop.call_soon_threadsafe(self.restart, callback)
             return
+        self._require_active()
 
         async def run() -> None:
             for app in self.apps:
@@ -176,7 +178,9 @@ class Manager:
             jobs = [j for j in self._all_jobs() if j.active]
             await self._stop_jobs(jobs, None)
             for job in sorted(jobs, key=lambda j: j.config.priority):
-                job.start()
+                # Not a job unloaded meanwhile, nor anything once shutdown began.
+                if self.active and self._is_loaded(job):
+                    job.start()
             if callback is not None:
                 callback(self)
 
@@ -310,9 +314,12 @@ class Manager:
         if not self._sessions[job.session]:
             del self._sessions[job.session]
         fut = job.stop_all()
+        # Until its processes are gone, a shutdown must still wait for it.
+        self._unloading.add(job)
+        fut.add_done_callback(lambda _: self._unloading.discard(job))
         job.close()
         job._publish("unload", {})
-        return fut
+        return asyncio.shield(fut)
 
     def update(
         self,
@@ -328,35 +335,26 @@ class Manager:
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
         job = self._resolve(config.name, sessionid or DEFAULT_SESSION)
-        old_env = job.env
+        config.check_env(env if env is not None else job.env)
+        return self._job_op(job, lambda: self._update_job(job, config, env, start))
+
+    async def _update_job(
+        self, job: Job, config: ProcessConfig, env: Mapping[str, str] | None, start: bool
+    ) -> None:
+        if not self._is_loaded(job):
+            raise NotFound(f"job {job.name} was unloaded before its update ran")
+        old, old_env = job.config, job.env
         if env is not None:
-            config.check_env(env)
             job.env = dict(env)
-        else:
-            config.check_env(job.env)
-        old = job.config
         job._publish("update", {})
-        done: asyncio.Future[None] = self.loop.create_future()
-        done.set_result(None)
-        if old.replace(numprocesses=config.numprocesses) == config:
+        if old.replace(numprocesses=config.numprocesses) == config or not job.active:
             job.config = config
             job.scale(f"={config.numprocesses}")  # in place: running processes are kept
             if start:
                 job.start()
-            return done
-        if not job.active:
-            job.config = config
-            job.scale(f"={config.numprocesses}")
-            if start:
-                job.start()
-            return done
+            return
         # Roll the slots that stay over to the new config first, then resize: if
         # the rollout fails, nothing else has changed.
-        return self._background(self._update_rolling(job, config, old_env))
-
-    async def _update_rolling(
-        self, job: Job, config: ProcessConfig, old_env: dict[str, str]
-    ) -> None:
         try:
             await job.rolling_replace(config, limit=config.numprocesses)
         except ReloadFailed:
@@ -369,12 +367,38 @@ class Manager:
         old one stops once the new one is running)."""
         self._require_active()
         job = self._resolve(name, sessionid)
-        if not job.active:
-            job.start()
-            fut: asyncio.Future[None] = self.loop.create_future()
-            fut.set_result(None)
-            return fut
-        return self._background(job.rolling_replace())
+        # Decided when asked: a running job is rolled (unless stopped before its
+        # turn comes), a stopped one is started.
+        was_active = job.active
+
+        async def reload() -> None:
+            if was_active:
+                await job.rolling_replace()
+            elif self._is_loaded(job) and not job.active:
+                job.start()
+
+        return self._job_op(job, reload)
+
+    def _job_op(self, job: Job, op: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Run a config operation (reload, update) of ``job`` after the ones asked
+        for before it. The caller gets a future it may cancel without cancelling
+        the operation; only a shutdown does that."""
+        job.config_ops += 1
+
+        async def run() -> None:
+            async with job.config_lock:
+                await op()
+
+        task = self._background(run())
+
+        def done(_: object) -> None:
+            job.config_ops -= 1
+
+        task.add_done_callback(done)
+        return asyncio.shield(task)
+
+    def _is_loaded(self, job: Job) -> bool:
+        return self._sessions.get(job.session, {}).get(job.jobname) is job
 
     def start_job(self, name: str, sessionid: str | None = None) -> Job:
         self._require_active()
@@ -389,7 +413,7 @@ class Manager:
         """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
         job when ``name`` is None."""
         jobs = [self._resolve(name, None)] if name is not None else self._all_jobs()
-        return self._background(self._stop_jobs(jobs, None))
+        return asyncio.shield(self._background(self._stop_jobs(jobs, None)))
 
     def scale(self, name: str, n: int | str) -> int:
         """Change the wanted number of processes; returns it. See

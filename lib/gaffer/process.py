@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gaffer.process")
 
+# How long SIGKILLed group members may take to vanish before a stop stops waiting
+# (SIGKILL cannot be caught; only a process in uninterruptible sleep outlives it).
+KILL_GRACE = 1.0
+
 
 class Process:
     """A running (or finished) child. ``pid`` is gaffer's internal id; ``os_pid``
@@ -256,13 +260,16 @@ class Process:
         # Whatever is left of its process group goes too: after a requested stop,
         # once graceful_timeout is up; after a crash, asked politely first. The
         # process counts as stopped only when its group has been dealt with.
-        if self._group_killed or not group_alive(os_pid):
-            self._cancel_kill()
-            self._resolve_stopped()
+        if not group_alive(os_pid):
+            self._group_empty()
             return
         self._group = GroupWatch(self.loop, os_pid, self._group_empty)
         if not len(self._group):  # only zombies were left
             self._group_empty()
+            return
+        if self._group_killed:
+            # SIGKILL went to the whole group already: wait for it to take effect.
+            self._kill_timer = self.loop.call_later(KILL_GRACE, self._give_up_on_group)
             return
         if not self.stop_requested:
             self._group.signal(self.config.stop_signum)
@@ -352,12 +359,6 @@ class Process:
     def _kill_group(self, pgid: int) -> None:
         self._kill_timer = None
         self._group_killed = True
-        if self.exit is None:
-            # The leader is alive, so its pid, and the group id, cannot be reused yet.
-            signal_group(pgid, signal.SIGKILL)
-        elif self._group is not None:
-            self._group.signal(signal.SIGKILL)
-            self._group.close()
         log.warning(
             "%s: process %d (group %d) still running after graceful_timeout=%gs; sent SIGKILL",
             self.name,
@@ -365,8 +366,22 @@ class Process:
             pgid,
             self.graceful_timeout,
         )
-        if self.exit is not None:
-            self._resolve_stopped()
+        if self.exit is None:
+            # The leader is alive, so its pid, and the group id, cannot be reused yet.
+            # Its exit (and then its group's) is what resolves the stop.
+            signal_group(pgid, signal.SIGKILL)
+        elif self._group is not None:
+            # Resolved by _group_empty once the members are gone (SIGKILL is quick),
+            # or after KILL_GRACE by _give_up_on_group.
+            self._group.signal(signal.SIGKILL)
+            self._kill_timer = self.loop.call_later(KILL_GRACE, self._give_up_on_group)
+
+    def _give_up_on_group(self) -> None:
+        # Members that outlive SIGKILL are in uninterruptible sleep; they die when
+        # the kernel lets them. Waiting for them would only hang the caller.
+        self._kill_timer = None
+        log.error("%s: process %d: group members survive SIGKILL (D state?)", self.name, self.pid)
+        self._group_empty()
 
     def kill_group_now(self) -> None:
         """SIGKILL the process group at once (emergency exit)."""
