@@ -395,7 +395,7 @@ class Manager:
             job.config_ops -= 1
 
         task.add_done_callback(done)
-        return asyncio.shield(task)
+        return _for_caller(task)
 
     def _is_loaded(self, job: Job) -> bool:
         return self._sessions.get(job.session, {}).get(job.jobname) is job
@@ -413,7 +413,7 @@ class Manager:
         """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
         job when ``name`` is None."""
         jobs = [self._resolve(name, None)] if name is not None else self._all_jobs()
-        return asyncio.shield(self._background(self._stop_jobs(jobs, None)))
+        return _for_caller(self._background(self._stop_jobs(jobs, None)))
 
     def scale(self, name: str, n: int | str) -> int:
         """Change the wanted number of processes; returns it. See
@@ -642,6 +642,15 @@ class Manager:
         job = self._resolve(name, None)
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in job.all_processes())), timeout)
         return job
+
+
+def _for_caller(task: asyncio.Future[T]) -> asyncio.Future[T]:
+    """A future of ``task`` that the caller may cancel without cancelling the
+    task, or ignore without asyncio complaining: the task's failure is logged
+    once, by :meth:`Manager._task_done`."""
+    outer = asyncio.shield(task)
+    outer.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return outer
 
 
 class _NoWatcher(ChildWatcher):
