@@ -2,6 +2,7 @@
 # make test  — set up .venv if needed and run the test suite (both event loops)
 # make lint  — ruff (lint + format check) and mypy on lib/
 # make bench — benchmarks; prints a table (QUICK=1 for a short run)
+# make stress — randomized stress test of the Manager, both loops (QUICK=1: 60 s)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= etc/gafferd.yml
 
-.PHONY: run test lint format bench venv clean
+.PHONY: run test lint format bench stress venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +37,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+stress: $(STAMP)
+	$(PY) bench/stress.py $(if $(QUICK),--budget 60,)
 
 clean:
 	rm -rf $(VENV) build *.egg-info lib/*.egg-info
