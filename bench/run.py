@@ -193,10 +193,15 @@ def popen_spawn(n: int, env: Mapping[str, str]) -> float:
             procs.append(subprocess.Popen(SLEEP, env=env))
         return time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
+        kill_all(procs)
+
+
+def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL the children, then reap them."""
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
 
 
 def popen_supervised(n: int, env: Mapping[str, str]) -> float:
@@ -218,10 +223,7 @@ def popen_supervised(n: int, env: Mapping[str, str]) -> float:
             procs.append(proc)
         return time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
+        kill_all(procs)
         for fd in fds:
             os.close(fd)
 

@@ -66,6 +66,7 @@ import psutil
 from gaffer import states
 from gaffer.errors import GafferError
 from gaffer.manager import Manager
+from gaffer.reaper import proc_stats
 
 PY = sys.executable
 # prints "ready <pid>", ignores SIGTERM and so does the child it forks (a group member)
@@ -137,17 +138,9 @@ def classify_log(rec: tuple[str, str, str, str]) -> str | None:
 def proc_table() -> dict[int, tuple[int, int, str, int]]:
     """pid -> (ppid, pgrp, state, starttime)"""
     out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid, fields in proc_stats():
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        try:
-            out[int(entry)] = (int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))
+            out[pid] = (int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))
         except (IndexError, ValueError):
             continue
     return out

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,9 +184,9 @@ def make_watcher(loop: asyncio.AbstractEventLoop, kind: str | None = None) -> Ch
     raise ValueError(f"unknown child watcher {kind!r} (pidfd or sigchld)")
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
-    out = []
+def proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's /proc/<pid>/stat fields after ``(comm)``: pid, then
+    ``[state, ppid, pgrp, session, ...]`` (``proc(5)``, fields 3 onwards)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -196,10 +196,16 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            out.append(int(entry))
-    return out
+        yield int(entry), stat[stat.rfind(b")") + 2 :].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
+    return [
+        pid
+        for pid, fields in proc_stats()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
+    ]
 
 
 class GroupWatch:
