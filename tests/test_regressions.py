@@ -374,6 +374,33 @@ def orphans(manager: Manager) -> list[object]:
     return [p for p in manager._processes.values() if p not in tracked]
 
 
+async def mid_stop_first_reload(
+    manager: Manager, name: str, **options: object
+) -> asyncio.Future[None]:
+    """Load a stop-first job of SLOW_TO_STOP processes, reload it, and return the
+    reload's future once its first old process is stopping (slowly: every
+    process has said it is ready, so its SIGTERM handler is in place)."""
+    out = manager.subscribe("stream")
+    config = {
+        "name": name,
+        "cmd": PYTHON,
+        "args": ["-c", SLOW_TO_STOP],
+        "startsecs": 0,
+        "rolling": "stop-first",
+        **options,
+    }
+    manager.load(config)
+    ready = 0
+    while ready < int(str(config.get("numprocesses", 1))):
+        ready += (await next_event(out, lambda e: e.type == "output")).data["data"].count(b"ready")
+    manager.unsubscribe("stream", out)
+    events = manager.subscribe(f"job.default.{name}")
+    reload = manager.reload(name)
+    await next_event(events, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    manager.unsubscribe(f"job.default.{name}", events)
+    return reload
+
+
 async def test_giving_up_a_wait_does_not_poison_the_stop(manager: Manager) -> None:
     ignore = (
         "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -391,23 +418,10 @@ async def test_giving_up_a_wait_does_not_poison_the_stop(manager: Manager) -> No
 
 
 async def test_shutdown_during_a_stop_first_reload_stops_everything(manager: Manager) -> None:
-    manager.load(
-        {
-            "name": "web",
-            "cmd": PYTHON,
-            "args": ["-c", SLOW_TO_STOP],
-            "startsecs": 0,
-            "rolling": "stop-first",
-            "priority": 10,
-        }
-    )
     manager.load({"name": "db", **SLEEP, "priority": 1})
-    await manager.wait_running("web", timeout=TIMEOUT)
     await manager.wait_running("db", timeout=TIMEOUT)
+    reload = await mid_stop_first_reload(manager, "web", priority=10)
     os_pids = [p.os_pid for p in manager.list()]
-    reload = manager.reload("web")
-    sub = manager.subscribe("job.default.web")
-    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
     await asyncio.wait_for(manager.astop(), TIMEOUT)
     assert not manager.started
     assert reload.done()
@@ -431,20 +445,7 @@ async def test_a_member_forked_late_keeps_the_group_alive(manager: Manager) -> N
 
 
 async def test_scale_during_a_stop_first_reload_leaves_no_orphan(manager: Manager) -> None:
-    manager.load(
-        {
-            "name": "r",
-            "cmd": PYTHON,
-            "args": ["-c", SLOW_TO_STOP],
-            "startsecs": 0,
-            "numprocesses": 2,
-            "rolling": "stop-first",
-        }
-    )
-    await manager.wait_running("r", timeout=TIMEOUT)
-    sub = manager.subscribe("job.default.r")
-    reload = manager.reload("r")
-    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    reload = await mid_stop_first_reload(manager, "r", numprocesses=2)
     manager.scale("r", 1)  # would spawn into the slot being rolled
     await asyncio.wait_for(reload, TIMEOUT)
     assert orphans(manager) == []
@@ -565,19 +566,7 @@ async def test_giving_up_on_stopall_does_not_cancel_it(manager: Manager) -> None
 
 
 async def test_stop_and_start_during_a_stop_first_reload(manager: Manager) -> None:
-    manager.load(
-        {
-            "name": "r",
-            "cmd": PYTHON,
-            "args": ["-c", SLOW_TO_STOP],
-            "startsecs": 0,
-            "rolling": "stop-first",
-        }
-    )
-    await manager.wait_running("r", timeout=TIMEOUT)
-    sub = manager.subscribe("job.default.r")
-    reload = manager.reload("r")
-    await next_event(sub, lambda e: e.type == "state" and e.data["to"] == states.STOPPING)
+    reload = await mid_stop_first_reload(manager, "r")
     manager.stop_job("r")
     manager.start_job("r")
     await asyncio.wait_for(reload, TIMEOUT)  # used to fail with an AssertionError
