@@ -206,8 +206,9 @@ async def test_work_is_refused_while_stopping(manager: Manager) -> None:
         }
     )
     await manager.wait_running("a", timeout=TIMEOUT)
+    began = manager.subscribe("stop_process")
     stopping = asyncio.ensure_future(manager.astop())
-    await asyncio.sleep(0)  # let astop begin (one loop turn, not a timed wait)
+    await next_event(began)  # astop is stopping "a"
     with pytest.raises(InvalidState, match="stopping"):
         manager.load({"name": "b", **SLEEP})
     with pytest.raises(InvalidState, match="stopping"):
@@ -248,9 +249,10 @@ async def test_unsubscribing_inside_a_listener_does_not_skip_others(manager: Man
 
 async def test_two_readers_of_one_subscription(manager: Manager) -> None:
     sub = manager.subscribe("manager")
+    # Both readers are waiting before the events arrive: their first steps were
+    # scheduled before the delivery that the publishing schedules.
     a = asyncio.ensure_future(sub.get())
     b = asyncio.ensure_future(sub.get())
-    await asyncio.sleep(0)
     manager._publish("one", {})
     manager._publish("two", {})
     got = await asyncio.wait_for(asyncio.gather(a, b), TIMEOUT)
@@ -497,8 +499,9 @@ async def test_restart_does_not_revive_a_job_unloaded_meanwhile(manager: Manager
     manager.load({"name": "a", "cmd": PYTHON, "args": ["-c", SLOW_TO_STOP], "startsecs": 0})
     await manager.wait_running("a", timeout=TIMEOUT)
     done = asyncio.get_running_loop().create_future()
+    began = manager.subscribe("stop_process")
     manager.restart(lambda m: done.set_result(None))
-    await asyncio.sleep(0)  # one loop turn: the restart has begun stopping "a"
+    await next_event(began)  # the restart is stopping "a"
     await manager.unload("a")
     await asyncio.wait_for(done, TIMEOUT)
     assert manager.jobs() == [] and manager.pids() == []
@@ -507,8 +510,9 @@ async def test_restart_does_not_revive_a_job_unloaded_meanwhile(manager: Manager
 async def test_restart_is_refused_while_stopping(manager: Manager) -> None:
     manager.load({"name": "a", "cmd": PYTHON, "args": ["-c", SLOW_TO_STOP], "startsecs": 0})
     await manager.wait_running("a", timeout=TIMEOUT)
+    began = manager.subscribe("stop_process")
     stopping = asyncio.ensure_future(manager.astop())
-    await asyncio.sleep(0)
+    await next_event(began)  # astop is stopping "a"
     with pytest.raises(InvalidState, match="stopping"):
         manager.restart()
     await stopping
