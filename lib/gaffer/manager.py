@@ -319,7 +319,7 @@ class Manager:
         fut.add_done_callback(lambda _: self._unloading.discard(job))
         job.close()
         job._publish("unload", {})
-        return asyncio.shield(fut)
+        return _for_caller(fut)
 
     def update(
         self,
@@ -419,8 +419,7 @@ class Manager:
         """Change the wanted number of processes; returns it. See
         :func:`gaffer.job.parse_scale` for ``n``."""
         job = self._resolve(name, None)
-        if self._stopping is not None:
-            raise InvalidState("the manager is stopping")
+        self._require_active()
         return job.scale(n)
 
     def manage(self, name: str) -> None:
