@@ -50,6 +50,18 @@ class ConfigError(BadRequest):
         self.bare_reason = reason
 
 
+class Unauthorized(GafferError):
+    """No API key (or an unreadable one) where one is required."""
+
+    errno = 401
+
+
+class Forbidden(GafferError):
+    """The API key is unknown, or does not allow the operation."""
+
+    errno = 403
+
+
 class NotFound(GafferError):
     """No such session, job or process."""
 
@@ -60,6 +72,12 @@ class AlreadyExists(GafferError):
     """A job with that name is already loaded."""
 
     errno = 409
+
+
+class TooLarge(GafferError):
+    """A request body over the server's limit."""
+
+    errno = 413
 
 
 class InvalidState(GafferError):

@@ -76,6 +76,11 @@ class EventEmitter:
         self._scheduled = False
         self.failed_deliveries = 0
 
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last event published (0 before any)."""
+        return self._seq
+
     def subscribe(self, topic: str, listener: Listener) -> None:
         topic = "." if topic in ("", ".") else topic
         self._subs.setdefault(topic, []).append(listener)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import inspect
 import itertools
 import logging
 import threading
@@ -49,7 +50,7 @@ T = TypeVar("T")
 class App(Protocol):
     def start(self, loop: asyncio.AbstractEventLoop, manager: Manager) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> Awaitable[None] | None: ...
 
 
 class Manager:
@@ -152,7 +153,9 @@ class Manager:
             # Apps stop last, so that they see (and can report) the jobs stopping.
             for app in reversed(self.apps):
                 try:
-                    app.stop()
+                    result = app.stop()
+                    if inspect.isawaitable(result):  # an app that closes asynchronously
+                        await result
                 except Exception:
                     log.exception("app %r failed to stop", app)
             self._publish("stop", {})

@@ -212,7 +212,12 @@ class Process:
         def on_data(data: bytes) -> None:
             emitter.publish("output", topic, {**base, "data": data})
 
-        self.readers[label] = PipeReader(self.loop, fd, on_data, self._reader_done, tail=tail)
+        def on_eof() -> None:
+            # On the output topic itself, so a reader sees it after the last chunk.
+            emitter.publish("eof", topic, base)
+            self._reader_done()
+
+        self.readers[label] = PipeReader(self.loop, fd, on_data, on_eof, tail=tail)
 
     def _reader_done(self) -> None:
         if not self.reading and self.on_drained is not None:

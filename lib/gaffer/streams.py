@@ -21,22 +21,33 @@ WRITE_BUFFER_LIMIT = 1024 * 1024
 
 
 class Tail:
-    """The last ``limit`` bytes written to it."""
+    """The last ``limit`` bytes written to it. ``total`` counts every byte ever
+    added, so a reader can ask for what came after an offset it has seen."""
 
     def __init__(self, limit: int = TAIL_BYTES) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._limit = limit
+        self.total = 0
 
     def add(self, data: bytes) -> None:
         self._chunks.append(data)
         self._size += len(data)
+        self.total += len(data)
         while self._size - len(self._chunks[0]) >= self._limit:
             self._size -= len(self._chunks.popleft())
 
     def get(self) -> bytes:
         data = b"".join(self._chunks)
         return data[-self._limit :]
+
+    def since(self, offset: int) -> tuple[bytes, int]:
+        """The kept bytes after ``offset`` and the offset they start at (later
+        than ``offset`` when the ring no longer reaches back that far)."""
+        data = self.get()
+        start = self.total - len(data)
+        offset = max(offset, start)
+        return data[offset - start :], offset
 
     def lines(self, n: int) -> list[str]:
         text = self.get().decode("utf-8", "replace")

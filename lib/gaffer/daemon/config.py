@@ -17,6 +17,7 @@ import yaml
 
 from gaffer.config import ProcessConfig, split_name
 from gaffer.errors import ConfigError
+from gaffer.http.settings import HttpSettings, TlsSettings, default_socket, default_state_dir
 from gaffer.loop import LOOP_KINDS
 
 
@@ -65,9 +66,73 @@ class DaemonConfig:
     source: str | None = None
     loop: str | None = None
     jobs: list[JobEntry] = field(default_factory=list)
+    http: HttpSettings = field(default_factory=lambda: HttpSettings(state_dir=default_state_dir()))
 
 
-DAEMON_KEYS = {"loop"}
+DAEMON_KEYS = {
+    "loop",
+    "unix_socket",
+    "bind",
+    "require_key",
+    "tls",
+    "cors_origins",
+    "state_dir",
+    "max_body_size",
+}
+TLS_KEYS = {"certfile", "keyfile", "client_ca"}
+
+
+def _strings(fld: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(fld, f"expected a string or a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _http_settings(daemon: dict[str, Any]) -> HttpSettings:
+    """The ``daemon:`` keys of the HTTP API → settings (ConfigError names the key)."""
+    kw: dict[str, Any] = {"state_dir": default_state_dir(), "unix_socket": default_socket()}
+    if "unix_socket" in daemon:
+        value = daemon["unix_socket"]
+        if value in (None, False):
+            kw["unix_socket"] = None
+        elif isinstance(value, str) and value:
+            kw["unix_socket"] = os.path.expanduser(value)
+        else:
+            raise ConfigError("unix_socket", f"expected a path, or false to disable, got {value!r}")
+    if "bind" in daemon:
+        kw["bind"] = _strings("bind", daemon["bind"]) if daemon["bind"] is not None else ()
+    if "require_key" in daemon:
+        if not isinstance(daemon["require_key"], bool):
+            raise ConfigError(
+                "require_key", f"expected true or false, got {daemon['require_key']!r}"
+            )
+        kw["require_key"] = daemon["require_key"]
+    if "cors_origins" in daemon:
+        kw["cors_origins"] = _strings("cors_origins", daemon["cors_origins"] or [])
+    if "state_dir" in daemon:
+        value = daemon["state_dir"]
+        if not isinstance(value, str) or not value:
+            raise ConfigError("state_dir", f"expected a directory path, got {value!r}")
+        kw["state_dir"] = os.path.expanduser(value)
+    if "max_body_size" in daemon:
+        kw["max_body_size"] = daemon["max_body_size"]
+    tls = daemon.get("tls")
+    if tls is not None:
+        if not isinstance(tls, dict):
+            raise ConfigError("tls", "expected a mapping with certfile and keyfile")
+        for key in tls:
+            if key not in TLS_KEYS:
+                raise ConfigError(f"tls.{key}", "unknown option (certfile, keyfile, client_ca)")
+        for key in ("certfile", "keyfile"):
+            if not isinstance(tls.get(key), str) or not tls[key]:
+                raise ConfigError(f"tls.{key}", "is required (a PEM file path)")
+        ca = tls.get("client_ca")
+        if ca is not None and (not isinstance(ca, str) or not ca):
+            raise ConfigError("tls.client_ca", f"expected a PEM file path, got {ca!r}")
+        kw["tls"] = TlsSettings(tls["certfile"], tls["keyfile"], ca)
+    return HttpSettings(**kw)
 
 
 def _line_of(node: Any, path: list[str]) -> int | None:
@@ -123,6 +188,16 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
                 line=line,
             )
     cfg.loop = daemon.get("loop")
+    try:
+        cfg.http = _http_settings(daemon)
+    except ConfigError as e:
+        top = (e.field or "").split(".")[0].split("[")[0]
+        raise ConfigError(
+            f"daemon.{e.field}",
+            e.bare_reason,
+            source=source,
+            line=_line_of(doc, ["daemon", top]),
+        ) from None
     jobs = doc.get("jobs") or _Map()
     if not isinstance(jobs, dict):
         raise ConfigError(

@@ -1,14 +1,16 @@
 """The ``gafferd`` command: run a Manager in the foreground from a config file.
 
-This is the daemon's first cut: it loads the jobs of one YAML file, prints their
-output to stderr prefixed with ``job.index |`` and the manager's events as log
-lines, and on SIGTERM or SIGINT stops every job gracefully and exits 0. The HTTP
-API, reload, persistence and systemd integration come with the daemon issue.
+It loads the jobs of one YAML file, serves the HTTP API (a unix socket by
+default; TCP with ``--bind`` or ``daemon.bind``), prints the jobs' output to
+stderr prefixed with ``job.index |`` and the manager's events as log lines, and
+on SIGTERM or SIGINT stops every job gracefully and exits 0. Reload,
+persistence and systemd integration come with the daemon issue.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -19,6 +21,8 @@ from gaffer import __version__
 from gaffer.daemon.config import DaemonConfig, load_file
 from gaffer.errors import GafferError
 from gaffer.events import Event
+from gaffer.http import HttpApp
+from gaffer.http.settings import default_socket, default_state_dir
 from gaffer.manager import Manager
 
 log = logging.getLogger("gafferd")
@@ -37,6 +41,23 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="the daemon's log level (default: info)",
+    )
+    p.add_argument(
+        "--bind",
+        action="append",
+        metavar="HOST:PORT",
+        help="also serve the API on TCP (repeatable; API keys required unless the config "
+        "says require_key: false)",
+    )
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        help=f"the API's unix socket (default: {default_socket()}; 'none' to disable)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"where keys and users are kept (default: {default_state_dir()})",
     )
     p.add_argument("--version", action="version", version=f"gafferd {__version__}")
     return p
@@ -65,6 +86,8 @@ class ConsoleApp:
     def _output(self, event: Event) -> None:
         # Whole lines only: a line split across two reads is printed once complete
         # (or when it grows past MAX_PARTIAL, or its process ends).
+        if event.type != "output":
+            return
         d = event.data
         key = (d["pid"], d["label"])
         data = self._partial.pop(key, b"") + d["data"]
@@ -102,7 +125,21 @@ class ConsoleApp:
 
 def run(config: DaemonConfig) -> int:
     manager = Manager(loop_kind=config.loop)
-    manager.start(apps=[ConsoleApp()])
+    api = HttpApp(config.http)
+    try:
+        manager.start(apps=[ConsoleApp(), api])
+    except GafferError as e:
+        log.error("cannot start: %s", e.reason)
+        manager.loop.run_until_complete(manager.astop())
+        manager.loop.close()
+        return EXIT_USAGE
+    for addr in api.addresses:
+        where = (
+            addr
+            if isinstance(addr, str)
+            else f"{'https' if config.http.tls else 'http'}://{addr[0]}:{addr[1]}"
+        )
+        log.info("API listening on %s", where)
     for entry in config.jobs:
         try:
             manager.load(entry.config, sessionid=entry.session)
@@ -148,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_file(args.config) if args.config else DaemonConfig()
+    except GafferError as e:
+        print(f"gafferd: {e.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    overrides: dict[str, Any] = {}
+    if args.bind:
+        overrides["bind"] = (*config.http.bind, *args.bind)
+    if args.unix_socket:
+        overrides["unix_socket"] = None if args.unix_socket == "none" else args.unix_socket
+    if args.state_dir:
+        overrides["state_dir"] = args.state_dir
+    try:
+        config.http = dataclasses.replace(config.http, **overrides)
     except GafferError as e:
         print(f"gafferd: {e.reason}", file=sys.stderr)
         return EXIT_USAGE

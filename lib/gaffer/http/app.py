@@ -1,0 +1,248 @@
+"""The HTTP API as a manager app: ``manager.start(apps=[HttpApp(settings)])``.
+
+It serves the 0.5 wire API (plus OpenAPI, metrics, SSE and output streams) on
+a unix socket and, when asked, on TCP with optional TLS. Sockets are bound in
+:meth:`HttpApp.start`, so a bad address fails the daemon's start-up at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from gaffer.errors import ConfigError, GafferError
+from gaffer.http import (
+    auth,
+    channel,
+    iochannel,
+    jobs,
+    metrics,
+    misc,
+    processes,
+    streaming,
+)
+from gaffer.http.base import NotFoundHandler
+from gaffer.http.keystore import AuthStore
+from gaffer.http.replay import ReplayBuffer
+from gaffer.http.settings import HttpSettings, parse_bind
+from gaffer.manager import Manager
+
+log = logging.getLogger("gaffer.http")
+
+JOB = r"/jobs/([^/]+)/([^/]+)"
+PID = r"/([0-9]+)"
+
+ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
+    (r"/", misc.WelcomeHandler),
+    (r"/ping", misc.PingHandler),
+    (r"/version", misc.VersionHandler),
+    (r"/openapi.json", misc.OpenApiHandler),
+    (r"/metrics", misc.MetricsHandler),
+    (r"/sessions", jobs.SessionsHandler),
+    (r"/jobs", jobs.JobsHandler),
+    (r"/jobs/([^/]+)", jobs.SessionJobsHandler),
+    (JOB, jobs.JobHandler),
+    (JOB + r"/stats", jobs.JobStatsHandler),
+    (JOB + r"/numprocesses", jobs.NumProcessesHandler),
+    (JOB + r"/pids", jobs.JobPidsHandler),
+    (JOB + r"/state", jobs.JobStateHandler),
+    (JOB + r"/signal", jobs.JobSignalHandler),
+    (JOB + r"/commit", jobs.JobCommitHandler),
+    (r"/pids", processes.PidsHandler),
+    (PID, processes.ProcessHandler),
+    (PID + r"/signal", processes.ProcessSignalHandler),
+    (PID + r"/stats", processes.ProcessStatsHandler),
+    (PID + r"/channel", iochannel.ProcessChannelHandler),
+    (PID + r"/channel/([^/]+)", iochannel.ProcessChannelHandler),
+    (r"/streams/([0-9]+)/([^/]+)", streaming.OutputHandler),
+    (r"/events", streaming.EventsHandler),
+    (r"/channel", channel.ChannelHandler),
+    (r"/channel/websocket", channel.ChannelHandler),
+    (r"/auth", auth.AuthHandler),
+    (r"/keys", auth.KeysHandler),
+    (r"/keys/([^/]+)", auth.KeyHandler),
+    (r"/users", auth.UsersHandler),
+    (r"/users/([^/]+)", auth.UserHandler),
+    (r"/users/([^/]+)/password", auth.UserPasswordHandler),
+    (r"/users/([^/]+)/key", auth.UserKeyHandler),
+]
+
+
+def make_application(app: HttpApp) -> tornado.web.Application:
+    return tornado.web.Application(
+        [(pattern, handler, {"gaffer": app}) for pattern, handler in ROUTES],
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"gaffer": app},
+        websocket_ping_interval=None,
+        compress_response=False,
+    )
+
+
+def _ssl_context(settings: HttpSettings) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(tls.certfile, tls.keyfile)
+        if tls.client_ca:
+            ctx.load_verify_locations(tls.client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("tls", f"cannot load the certificate or key: {e}") from None
+    return ctx
+
+
+def bind_unix(path: str) -> socket.socket:
+    """Bind the API's unix socket (mode 0600, in a 0700 directory); refuse to
+    steal one that another daemon still answers on."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            pass  # stale: nobody listens any more
+        else:
+            raise ConfigError("unix_socket", f"{path}: another daemon is listening on it")
+        finally:
+            probe.close()
+    old = os.umask(0o177)  # no window in which the socket is open to others
+    try:
+        return tornado.netutil.bind_unix_socket(path, mode=0o600)
+    finally:
+        os.umask(old)
+
+
+class HttpApp:
+    """The HTTP API and the websocket channels, plugged into a Manager."""
+
+    def __init__(
+        self, settings: HttpSettings | None = None, store: AuthStore | None = None
+    ) -> None:
+        self.settings = settings or HttpSettings()
+        self.store = store or AuthStore(self.settings.keys_db)
+        self._store_ready: asyncio.Future[AuthStore] | None = None
+        self.servers: list[tornado.httpserver.HTTPServer] = []
+        self.addresses: list[str | tuple[str, int]] = []
+        self.channels: set[Any] = set()
+        self.cut_off_clients = 0
+        self._manager: Manager | None = None
+        self.replay: ReplayBuffer
+        self._metrics: Any = None
+
+    @property
+    def manager(self) -> Manager:
+        assert self._manager is not None, "the HTTP app is not started"
+        return self._manager
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, manager: Manager) -> None:
+        self._manager = manager
+        self.replay = ReplayBuffer(manager.emitter, self.settings.replay_size)
+        application = make_application(self)
+        max_body = max(64 << 20, self.settings.max_body_size * 4)
+        try:
+            if self.settings.unix_socket:
+                sock = bind_unix(self.settings.unix_socket)
+                server = tornado.httpserver.HTTPServer(application, max_body_size=max_body)
+                self._accept(loop, server, [sock])
+                self.servers.append(server)
+                self.addresses.append(self.settings.unix_socket)
+            ssl_ctx = _ssl_context(self.settings)
+            for i, addr in enumerate(self.settings.bind):
+                host, port = parse_bind(addr, f"bind[{i}]")
+                try:
+                    socks = tornado.netutil.bind_sockets(port, host)
+                except OSError as e:
+                    reason = e.strerror or str(e)
+                    if e.errno == errno.EADDRINUSE:
+                        reason = "address already in use"
+                    raise ConfigError(f"bind[{i}]", f"cannot listen on {addr}: {reason}") from None
+                server = tornado.httpserver.HTTPServer(
+                    application, ssl_options=ssl_ctx, max_body_size=max_body
+                )
+                self._accept(loop, server, socks)
+                self.servers.append(server)
+                self.addresses.append((host, socks[0].getsockname()[1]))
+        except BaseException:
+            self._close_servers()
+            self.replay.close()
+            raise
+        if self.settings.bind and not self.settings.require_key:
+            log.warning(
+                "!!! API keys are NOT required on %s: anyone who can reach it controls "
+                "every process. Set require_key: true unless this is a trusted network. !!!",
+                ", ".join(self.settings.bind),
+            )
+        self._store_ready = asyncio.ensure_future(self._open_store(), loop=loop)
+
+    @staticmethod
+    def _accept(
+        loop: asyncio.AbstractEventLoop,
+        server: tornado.httpserver.HTTPServer,
+        socks: list[socket.socket],
+    ) -> None:
+        # Tornado registers the accept handler on the *current* loop: do it from
+        # inside the manager's loop, which may not be running yet.
+        loop.call_soon(server.add_sockets, socks)
+
+    async def _open_store(self) -> AuthStore:
+        await self.store.open()
+        return self.store
+
+    async def auth_store(self) -> AuthStore:
+        assert self._store_ready is not None, "the HTTP app is not started"
+        return await asyncio.shield(self._store_ready)
+
+    def _close_servers(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+        path = self.settings.unix_socket
+        if path and path in self.addresses:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.addresses.clear()
+
+    async def stop(self) -> None:
+        self._close_servers()
+        for ws in list(self.channels):
+            with contextlib.suppress(Exception):
+                ws.close(1001, "gafferd is stopping")
+        self.channels.clear()
+        self.replay.close()
+        if self._store_ready is not None:
+            with contextlib.suppress(Exception):
+                await self._store_ready
+            await self.store.close()
+
+    # -- figures ----------------------------------------------------------------
+
+    def daemon_figures(self) -> Mapping[str, float]:
+        return {
+            "channel_clients": len(self.channels),
+            "events_replay_size": len(self.replay),
+            "slow_clients_cut_off": self.cut_off_clients,
+        }
+
+    def metrics(self) -> tuple[bytes, str]:
+        if self._metrics is None:
+            self._metrics = metrics.make_registry(self.manager, self.daemon_figures)
+        return metrics.render(self._metrics)
+
+
+__all__ = ["GafferError", "HttpApp", "HttpSettings", "make_application"]

@@ -1,0 +1,168 @@
+"""Handlers for sessions and jobs: ``/sessions``, ``/jobs...`` (the 0.5 paths)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gaffer.config import ProcessConfig
+from gaffer.errors import BadRequest
+from gaffer.http.base import BaseHandler, job_name
+
+
+class SessionsHandler(BaseHandler):
+    def get(self) -> None:
+        ident = self.identity
+        sessions = [
+            s
+            for s in self.manager.sessions
+            if ident.can("read", s) or any(ident.can("read", j) for j in self.manager.jobs(s))
+        ]
+        self.send_json({"sessions": sessions})
+
+
+class JobsHandler(BaseHandler):
+    def get(self) -> None:
+        jobs = [j for j in self.manager.jobs() if self.identity.can("read", j)]
+        self.send_json({"jobs": jobs})
+
+
+class SessionJobsHandler(BaseHandler):
+    def get(self, session: str) -> None:
+        jobs = [j for j in self.manager.jobs(session) if self.identity.can("read", j)]
+        if not jobs:
+            self.identity.require("read", session)
+        self.send_json({"sessionid": session, "jobs": jobs})
+
+    def post(self, session: str) -> None:
+        body = self.json_body()
+        start = body.pop("start", True)
+        if not isinstance(start, bool):
+            raise BadRequest(f"start: expected true or false, got {start!r}")
+        config = ProcessConfig.from_dict({**body, "start": start})
+        self.identity.require("manage", job_name(session, config.name))
+        self.manager.load(config, sessionid=session, start=start)
+        self.send_json({"ok": True}, 201)
+
+
+class JobHandler(BaseHandler):
+    def _name(self, session: str, job: str, level: str) -> str:
+        name = job_name(session, job)
+        self.identity.require(level, name)
+        return name
+
+    def head(self, session: str, job: str) -> None:
+        name = self._name(session, job, "read")
+        self.manager.get(name)
+        self.set_status(200)
+        self.finish()
+
+    def get(self, session: str, job: str) -> None:
+        self.send_json(self.manager.info(self._name(session, job, "read")))
+
+    async def put(self, session: str, job: str) -> None:
+        name = self._name(session, job, "manage")
+        body = self.json_body()
+        body.setdefault("name", name.split(".", 1)[1])
+        config = ProcessConfig.from_dict(body)
+        if f"{name.split('.', 1)[0]}.{config.name}" != name:
+            raise BadRequest(f"name: {config.name!r} does not match the job in the path ({name})")
+        fut = self.manager.update(config, sessionid=name.split(".", 1)[0])
+        if self.get_query_argument("wait", "false").lower() in ("1", "true", "yes"):
+            await fut
+        else:
+            fut.add_done_callback(consume)
+        self.send_json({"ok": True}, 201)
+
+    async def delete(self, session: str, job: str) -> None:
+        name = self._name(session, job, "manage")
+        fut = self.manager.unload(name)
+        if self.get_query_argument("wait", "false").lower() in ("1", "true", "yes"):
+            await fut
+        else:
+            fut.add_done_callback(consume)
+        self.send_json({"ok": True})
+
+
+def consume(fut: Any) -> None:
+    # The outcome of background work is reported through events; retrieve the
+    # exception here so asyncio does not log it as never retrieved.
+    if not fut.cancelled():
+        fut.exception()
+
+
+class JobStatsHandler(JobHandler):
+    def get(self, session: str, job: str) -> None:
+        self.send_json(self.manager.stats(self._name(session, job, "read")))
+
+
+class NumProcessesHandler(JobHandler):
+    def get(self, session: str, job: str) -> None:
+        name = self._name(session, job, "read")
+        self.send_json({"numprocesses": self.manager.get(name).numprocesses})
+
+    def post(self, session: str, job: str) -> None:
+        name = self._name(session, job, "write")
+        body = self.json_body()
+        if "scale" not in body:
+            raise BadRequest("scale: required (an integer, '+N', '-N' or '=N')")
+        n = self.manager.scale(name, body["scale"])
+        self.send_json({"numprocesses": n})
+
+
+class JobPidsHandler(JobHandler):
+    def get(self, session: str, job: str) -> None:
+        self.send_json({"pids": self.manager.pids(self._name(session, job, "read"))})
+
+
+class JobStateHandler(JobHandler):
+    def get(self, session: str, job: str) -> None:
+        name = self._name(session, job, "read")
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish("1" if self.manager.get(name).active else "0")
+
+    async def post(self, session: str, job: str) -> None:
+        name = self._name(session, job, "write")
+        raw = self.request.body.strip().strip(b'"')
+        if raw == b"1":
+            self.manager.start_job(name)
+        elif raw == b"0":
+            self.manager.stop_job(name).add_done_callback(consume)
+        elif raw == b"2":
+            self.manager.reload(name).add_done_callback(consume)
+        else:
+            raise BadRequest(f"body: expected 1 (start), 0 (stop) or 2 (reload), got {raw[:20]!r}")
+        self.send_json({"ok": True}, 202)
+
+
+class JobSignalHandler(JobHandler):
+    def post(self, session: str, job: str) -> None:
+        name = self._name(session, job, "write")
+        body = self.json_body()
+        if "signal" not in body:
+            raise BadRequest("signal: required (a number or a name like TERM or SIGTERM)")
+        self.manager.get(name)  # 404 before a 400 for the signal
+        self.manager.killall(name, _signal(body["signal"]))
+        self.send_json({"ok": True}, 202)
+
+
+class JobCommitHandler(JobHandler):
+    def post(self, session: str, job: str) -> None:
+        name = self._name(session, job, "write")
+        body = self.json_body(required=False)
+        unknown = set(body) - {"graceful_timeout", "env"}
+        if unknown:
+            raise BadRequest(f"{sorted(unknown)[0]}: unknown option (graceful_timeout, env)")
+        env = body.get("env")
+        if env is not None and (
+            not isinstance(env, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            raise BadRequest("env: expected an object of strings")
+        pid = self.manager.commit(name, body.get("graceful_timeout", 0), env)
+        self.send_json({"pid": pid})
+
+
+def _signal(value: Any) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadRequest(f"signal: expected a number or a name, got {value!r}")
+    return value

@@ -1,0 +1,45 @@
+"""Handlers for the daemon itself: welcome, ping, version, the OpenAPI
+description and the Prometheus metrics."""
+
+from __future__ import annotations
+
+from gaffer import __version__
+from gaffer.http.base import BaseHandler
+from gaffer.http.openapi import spec
+
+
+class WelcomeHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.send_json({"welcome": "gaffer", "version": __version__})
+
+
+class PingHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish("OK")
+
+
+class VersionHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.send_json({"name": "gaffer", "version": __version__})
+
+
+class OpenApiHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.send_json(spec())
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.identity.require("read", None)
+        body, content_type = self.gaffer.metrics()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
