@@ -165,16 +165,9 @@ async def gone(pid: int, timeout: float) -> bool:
 
 
 @pytest.fixture
-def api(manager: Manager, tmp_path: Path) -> Iterator[Any]:
+def api(manager: Manager, tmp_path: Path) -> Any:
     """The HTTP API on ``manager``: a unix socket in tmp, and 127.0.0.1 on a
     random port (keys required), keys kept in memory."""
-    from gaffer.http import HttpApp, HttpSettings
-    from gaffer.http.keystore import AuthStore
+    from httpkit import start_app
 
-    settings = HttpSettings(
-        unix_socket=str(tmp_path / "run" / "gafferd.sock"), bind=("127.0.0.1:0",)
-    )
-    app = HttpApp(settings, store=AuthStore(None, scrypt_n=2**10))
-    app.start(manager.loop, manager)
-    manager.apps.append(app)
-    yield app
+    return start_app(manager, tmp_path)

@@ -15,8 +15,10 @@ from typing import Any
 import tornado.httpclient
 import tornado.netutil
 import tornado.websocket
-from gaffer.http import HttpApp
+from gaffer.http import HttpApp, HttpSettings
+from gaffer.http.keystore import AuthStore
 from gaffer.http.permissions import Permissions
+from gaffer.manager import Manager
 
 TIMEOUT = 10.0
 
@@ -102,6 +104,25 @@ class Client:
             raise AssertionError(f"{method} {path}: {r.error}")
         return Response(r)
 
+    def stream(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[Chunks, asyncio.Future[tornado.httpclient.HTTPResponse]]:
+        """Start a streaming GET; chunks arrive in the returned :class:`Chunks`.
+        The future resolves when the server ends the response."""
+        hdrs = dict(headers or {})
+        if self.key is not None:
+            hdrs.setdefault("X-Api-Key", self.key)
+        chunks = Chunks()
+        req = tornado.httpclient.HTTPRequest(
+            self.base + path,
+            headers=hdrs,
+            streaming_callback=chunks.add,
+            header_callback=chunks.header,
+            request_timeout=60,
+        )
+        fut = asyncio.ensure_future(self.http.fetch(req, raise_error=False))
+        return chunks, fut
+
     async def get(self, path: str, **kw: Any) -> Response:
         return await self.request("GET", path, **kw)
 
@@ -122,6 +143,36 @@ class Client:
         req = tornado.httpclient.HTTPRequest(f"ws://{host}:{port}{path}", headers=hdrs)
         conn = await asyncio.wait_for(tornado.websocket.websocket_connect(req), TIMEOUT)
         return Channel(conn)
+
+
+class Chunks:
+    """What a streaming response has delivered so far."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.headers: list[str] = []
+        self._changed = asyncio.Event()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        self._changed.set()
+
+    def header(self, line: str) -> None:
+        self.headers.append(line)
+
+    async def until(self, needle: bytes, timeout: float = TIMEOUT) -> bytes:
+        """Wait until ``needle`` has arrived; returns everything so far."""
+
+        async def wait() -> bytes:
+            while needle not in self.data:
+                self._changed.clear()
+                await self._changed.wait()
+            return self.data
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"never got {needle!r}; got {self.data[-500:]!r}") from None
 
 
 class Channel:
@@ -180,3 +231,18 @@ async def make_key(app: HttpApp, **perms: Any) -> str:
     store = await app.auth_store()
     _, token = await store.create_key(Permissions.from_dict(perms), label="test")
     return token
+
+
+def start_app(manager: Manager, tmp_path: Any, **settings: Any) -> HttpApp:
+    """An HttpApp on ``manager``: a unix socket in ``tmp_path``, 127.0.0.1 on a
+    random port (keys required), keys in memory unless ``state_dir`` is given."""
+    kw: dict[str, Any] = {
+        "unix_socket": str(tmp_path / "run" / "gafferd.sock"),
+        "bind": ("127.0.0.1:0",),
+        **settings,
+    }
+    cfg = HttpSettings(**kw)
+    app = HttpApp(cfg, store=AuthStore(cfg.keys_db, scrypt_n=2**10))
+    app.start(manager.loop, manager)
+    manager.apps.append(app)
+    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
@@ -37,6 +38,27 @@ def read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 10
                 pytest.fail(f"gafferd exited before printing {needle!r}; got:\n{buf.decode()}")
             buf += chunk
     return buf
+
+
+def private_api(tmp_path: Path) -> list[str]:
+    """Flags that keep a test daemon's socket and state in ``tmp_path``."""
+    return [
+        "--unix-socket",
+        str(tmp_path / "run" / "gafferd.sock"),
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
+
+
+def curl(*args: str) -> tuple[int, str]:
+    r = subprocess.run(
+        ["curl", "-s", "-m", "10", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code), body
 
 
 def test_check_accepts_the_example_config() -> None:
@@ -97,7 +119,7 @@ def test_runs_jobs_prints_output_and_stops_on_sigterm(tmp_path: Path, loop_kind:
         "    args: ['3600']\n"
     )
     proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg)],
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)],
         stderr=subprocess.PIPE,
         env={**os.environ, "GAFFER_LOOP": loop_kind},
     )
@@ -116,3 +138,57 @@ def test_runs_jobs_prints_output_and_stops_on_sigterm(tmp_path: Path, loop_kind:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serves_the_api_on_its_unix_socket_and_on_tcp_with_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web:\n    cmd: sleep\n    args: ['3600']\n")
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path), "--bind", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out = read_until(proc, b"API listening on http://127.0.0.1:")
+        port = out.split(b"API listening on http://127.0.0.1:")[1].split(b"\n")[0].decode()
+        assert f"API listening on {sock}".encode() in out
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+        code, body = curl("--unix-socket", sock, "http://gafferd/jobs")
+        assert (code, body) == (200, '{"jobs":["default.web"]}')
+        # TCP wants a key; the owner mints one over the socket
+        assert curl(f"http://127.0.0.1:{port}/jobs")[0] == 401
+        code, body = curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"permissions": {"read": ["*"]}}',
+            "http://gafferd/keys",
+        )
+        assert code == 200
+        key = json.loads(body)["api_key"]
+        code, body = curl("-H", f"X-Api-Key: {key}", f"http://127.0.0.1:{port}/jobs/default/web")
+        assert code == 200 and json.loads(body)["running"] == 1
+        # the key store is a file in the state dir, without the secret in it
+        db = (tmp_path / "state" / "auth.db").read_bytes()
+        assert key.split(".", 1)[1].encode() not in db
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not os.path.exists(sock)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_refuses_a_second_daemon_on_the_same_socket(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*GAFFERD, *private_api(tmp_path)], stderr=subprocess.PIPE)
+    try:
+        read_until(proc, b"API listening on")
+        r = gafferd(*private_api(tmp_path))
+        assert r.returncode == 2
+        assert "another daemon is listening" in r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

@@ -41,15 +41,20 @@ class SessionJobsHandler(BaseHandler):
         config = ProcessConfig.from_dict({**body, "start": start})
         self.identity.require("manage", job_name(session, config.name))
         self.manager.load(config, sessionid=session, start=start)
-        self.send_json({"ok": True}, 201)
+        self.send_json({"ok": True})
 
 
-class JobHandler(BaseHandler):
+class JobBase(BaseHandler):
+    """A handler under ``/jobs/<session>/<job>``; defines no method itself, so
+    each subpath serves only the methods its own class implements."""
+
     def _name(self, session: str, job: str, level: str) -> str:
         name = job_name(session, job)
         self.identity.require(level, name)
         return name
 
+
+class JobHandler(JobBase):
     def head(self, session: str, job: str) -> None:
         name = self._name(session, job, "read")
         self.manager.get(name)
@@ -63,10 +68,14 @@ class JobHandler(BaseHandler):
         name = self._name(session, job, "manage")
         body = self.json_body()
         body.setdefault("name", name.split(".", 1)[1])
+        # as in 0.5: an update also starts a stopped job unless "start": false
+        start = body.pop("start", True)
+        if not isinstance(start, bool):
+            raise BadRequest(f"start: expected true or false, got {start!r}")
         config = ProcessConfig.from_dict(body)
         if f"{name.split('.', 1)[0]}.{config.name}" != name:
             raise BadRequest(f"name: {config.name!r} does not match the job in the path ({name})")
-        fut = self.manager.update(config, sessionid=name.split(".", 1)[0])
+        fut = self.manager.update(config, sessionid=name.split(".", 1)[0], start=start)
         if self.get_query_argument("wait", "false").lower() in ("1", "true", "yes"):
             await fut
         else:
@@ -90,12 +99,12 @@ def consume(fut: Any) -> None:
         fut.exception()
 
 
-class JobStatsHandler(JobHandler):
+class JobStatsHandler(JobBase):
     def get(self, session: str, job: str) -> None:
         self.send_json(self.manager.stats(self._name(session, job, "read")))
 
 
-class NumProcessesHandler(JobHandler):
+class NumProcessesHandler(JobBase):
     def get(self, session: str, job: str) -> None:
         name = self._name(session, job, "read")
         self.send_json({"numprocesses": self.manager.get(name).numprocesses})
@@ -109,12 +118,12 @@ class NumProcessesHandler(JobHandler):
         self.send_json({"numprocesses": n})
 
 
-class JobPidsHandler(JobHandler):
+class JobPidsHandler(JobBase):
     def get(self, session: str, job: str) -> None:
         self.send_json({"pids": self.manager.pids(self._name(session, job, "read"))})
 
 
-class JobStateHandler(JobHandler):
+class JobStateHandler(JobBase):
     def get(self, session: str, job: str) -> None:
         name = self._name(session, job, "read")
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
@@ -134,7 +143,7 @@ class JobStateHandler(JobHandler):
         self.send_json({"ok": True}, 202)
 
 
-class JobSignalHandler(JobHandler):
+class JobSignalHandler(JobBase):
     def post(self, session: str, job: str) -> None:
         name = self._name(session, job, "write")
         body = self.json_body()
@@ -145,7 +154,7 @@ class JobSignalHandler(JobHandler):
         self.send_json({"ok": True}, 202)
 
 
-class JobCommitHandler(JobHandler):
+class JobCommitHandler(JobBase):
     def post(self, session: str, job: str) -> None:
         name = self._name(session, job, "write")
         body = self.json_body(required=False)

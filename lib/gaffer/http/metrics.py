@@ -159,15 +159,8 @@ class MetricsCollector(Collector):
     def _collect_daemon(self, jobs: list[Job], families: dict[str, Family]) -> None:
         _add(families["gaffer_daemon_jobs"], [], len(jobs))
         _add(families["gaffer_daemon_processes"], [], len(self._manager.pids()))
-        # The emitter's sequence number counts every event published. Read it
-        # defensively: the public ``last_seq`` may not exist (then the private
-        # ``_seq``), and a change there must only lose this metric.
-        emitter = self._manager.emitter
-        seq = getattr(emitter, "last_seq", None)
-        if seq is None:
-            seq = getattr(emitter, "_seq", None)
-        if isinstance(seq, int):
-            _add(families["gaffer_daemon_events_published_total"], [], seq)
+        # The emitter's sequence number counts every event published.
+        _add(families["gaffer_daemon_events_published_total"], [], self._manager.emitter.last_seq)
         for suffix, value in self._self_figures().items():
             _add(families[f"gaffer_daemon_{suffix}"], [], value)
 
