@@ -413,3 +413,16 @@ async def test_sse_says_when_the_replay_no_longer_reaches_back(
     assert gap["event"] == "gaffer:gap"
     assert json.loads(gap["data"])["last_event_id"] == 1
     c.close()
+
+
+async def test_shutdown_ends_open_streams_and_removes_the_socket(
+    manager: Manager, api: HttpApp
+) -> None:
+    path = next(a for a in api.addresses if isinstance(a, str))
+    c = Client(api)
+    chunks, done = c.stream("/events")
+    await chunks.until(b": connected")
+    await asyncio.wait_for(manager.astop(), TIMEOUT)
+    r = await asyncio.wait_for(done, TIMEOUT)  # the server ended the response
+    assert r.code == 200
+    assert not os.path.exists(path)

@@ -137,7 +137,8 @@ class HttpApp:
         self._store_ready: asyncio.Future[AuthStore] | None = None
         self.servers: list[tornado.httpserver.HTTPServer] = []
         self.addresses: list[str | tuple[str, int]] = []
-        self.channels: set[Any] = set()
+        self.channels: set[Any] = set()  # open websockets
+        self.streams: set[Any] = set()  # open SSE and output streams
         self.cut_off_clients = 0
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
@@ -219,11 +220,19 @@ class HttpApp:
         self.addresses.clear()
 
     async def stop(self) -> None:
+        servers = list(self.servers)
         self._close_servers()
         for ws in list(self.channels):
             with contextlib.suppress(Exception):
                 ws.close(1001, "gafferd is stopping")
         self.channels.clear()
+        for stream in list(self.streams):
+            stream.end()
+        # Requests still in flight get a moment to finish; then they are cut.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(s.close_all_connections() for s in servers)), 2.0
+            )
         self.replay.close()
         if self._store_ready is not None:
             with contextlib.suppress(Exception):

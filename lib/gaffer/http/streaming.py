@@ -39,6 +39,7 @@ class StreamingHandler(BaseHandler):
         self.set_header("Content-Type", content_type)
         self.set_header("X-Accel-Buffering", "no")
         self._done = asyncio.get_running_loop().create_future()
+        self.gaffer.streams.add(self)
         return self._done
 
     def send_chunk(self, data: str | bytes) -> None:
@@ -77,6 +78,7 @@ class StreamingHandler(BaseHandler):
         self._keepalive = loop.call_later(interval, tick)
 
     def end(self) -> None:
+        self.gaffer.streams.discard(self)
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
