@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from gaffer.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -52,6 +51,14 @@ class AuthHandler(AuthBase):
 
     public = True
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # The error path clears headers set before the raise; the challenge goes here.
+        if status_code == 401 and not self.request.headers.get("Authorization", "").startswith(
+            "Basic "
+        ):
+            self.set_header("WWW-Authenticate", 'Basic realm="gaffer"')
+        super().write_error(status_code, **kwargs)
+
     async def get(self) -> None:
         header = self.request.headers.get("Authorization", "")
         if not header.startswith("Basic "):
@@ -59,7 +66,7 @@ class AuthHandler(AuthBase):
             raise Unauthorized("HTTP Basic authentication required")
         try:
             username, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # bad base64 (or not ASCII at all), or not UTF-8
             raise Unauthorized("Authorization: malformed Basic credentials") from None
         store = await self.store()
         user = await store.authenticate_user(username, password)

@@ -124,11 +124,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def _cors(self) -> bool:
+        origins = self.gaffer.settings.cors_origins
+        if origins:
+            # The answer depends on the Origin: say so to every cache, always.
+            self.set_header("Vary", "Origin")
         origin = self.request.headers.get("Origin")
-        if origin is None or origin not in self.gaffer.settings.cors_origins:
+        if origin is None or origin not in origins:
             return False
         self.set_header("Access-Control-Allow-Origin", origin)
-        self.set_header("Vary", "Origin")
         self.set_header("Access-Control-Allow-Credentials", "true")
         self.set_header("Access-Control-Expose-Headers", "X-Api-Key, Location")
         return True

@@ -28,9 +28,14 @@ class JobsHandler(BaseHandler):
 
 class SessionJobsHandler(BaseHandler):
     def get(self, session: str) -> None:
-        jobs = [j for j in self.manager.jobs(session) if self.identity.can("read", j)]
-        if not jobs:
+        # Refused before looked up: a key must not learn which sessions exist.
+        perms = self.identity.perms
+        entries = perms.read | perms.write | perms.manage
+        if not perms.admin and not any(
+            e in ("*", session) or e.startswith(session + ".") for e in entries
+        ):
             self.identity.require("read", session)
+        jobs = [j for j in self.manager.jobs(session) if self.identity.can("read", j)]
         self.send_json({"sessionid": session, "jobs": jobs})
 
     def post(self, session: str) -> None:
