@@ -42,22 +42,35 @@ class BoundedWebSocket(tornado.websocket.WebSocketHandler):
             return True
         return urlparse(origin).netloc == self.request.host
 
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # A handshake refused in prepare() (unknown key, bad parameter) is answered
+        # in the API's error shape, not as a 500.
+        if isinstance(e, GafferError) and not self._finished:
+            self.clear()
+            self.set_status(e.errno)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json_dumps(e.to_dict()))
+            return
+        super()._handle_request_exception(e)
+
     def send(self, text: str | bytes, binary: bool = False) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
-        size = len(text)
+        data = text.encode() if isinstance(text, str) else text  # the bound counts bytes
+        size = len(data)
         self._pending += size
         if self._pending > self.gaffer.settings.client_buffer:
             self.cut_off = True
             self.gaffer.cut_off_clients += 1
             log.warning("%s: client too slow, disconnecting it", self.request.path)
-            self.close(1008, "client too slow: output buffer full")
+            # before close(), which sets ws_connection to None
             stream = getattr(self.ws_connection, "stream", None)
+            self.close(1008, "client too slow: output buffer full")
             if stream is not None:
                 stream.close()
             return
         try:
-            fut = self.write_message(text, binary=binary)
+            fut = self.write_message(data, binary=binary)
         except tornado.websocket.WebSocketClosedError:
             return
 

@@ -10,6 +10,7 @@ When a key is required, the first frame's body is ``AUTH:<key>``.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 
@@ -54,6 +55,7 @@ class ProcessChannelHandler(BoundedWebSocket):
 
     def open(self, pid: str, stream: str | None = None) -> None:
         self._ids = itertools.count(1)
+        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self._topic: str | None = None
         self.stream_name = stream
         self.pid = pid
@@ -88,8 +90,14 @@ class ProcessChannelHandler(BoundedWebSocket):
 
     def _on_output(self, event: Event) -> None:
         if event.type == "output":
-            data = event.data["data"].decode("utf-8", "replace")
-            self.send(frame("message", str(next(self._ids)), data))
+            # One decoder per stream: a character split across two reads stays whole.
+            label = event.data["label"]
+            decoder = self._decoders.get(label)
+            if decoder is None:
+                decoder = self._decoders[label] = codecs.getincrementaldecoder("utf-8")("replace")
+            data = decoder.decode(event.data["data"])
+            if data:
+                self.send(frame("message", str(next(self._ids)), data))
 
     def on_close(self) -> None:
         self.gaffer.channels.discard(self)
