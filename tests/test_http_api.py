@@ -426,3 +426,15 @@ async def test_shutdown_ends_open_streams_and_removes_the_socket(
     r = await asyncio.wait_for(done, TIMEOUT)  # the server ended the response
     assert r.code == 200
     assert not os.path.exists(path)
+
+
+async def test_welcome_and_version(manager: Manager, api: HttpApp) -> None:
+    from gaffer import __version__
+
+    c = Client(api)
+    assert (await c.get("/")).json == {"welcome": "gaffer", "version": __version__}
+    assert (await c.get("/version")).json == {"name": "gaffer", "version": __version__}
+    # public: no key needed over TCP either
+    host, port = next(a for a in api.addresses if isinstance(a, tuple))
+    code, body = await curl(f"http://{host}:{port}/version")
+    assert code == 200 and json.loads(body)["name"] == "gaffer"
