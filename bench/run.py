@@ -1,4 +1,4 @@
-"""gaffer benchmarks: spawn throughput and crash repair, on uvloop and asyncio.
+"""gaffer benchmarks: spawn, crash repair, idle cost and the HTTP API, on uvloop and asyncio.
 
 Run with ``make bench`` (``make bench QUICK=1`` for a short run), or
 ``.venv/bin/python bench/run.py [--quick] [--json]``. Everything is measured in
@@ -46,12 +46,27 @@ machine description and a Markdown table, or only JSON with ``--json``.
    also gives, per kill, the time until the event was *published* (its
    wall-clock timestamp minus the kill's), i.e. without the bus's delivery.
 
+3. API latency and 4. event fan-out (``bench/api.py``, whose docstring says
+   exactly what is measured): the HTTP API's request latency with 1,000
+   processes managed -- the job info of a small job, ``/pids`` and the big
+   job's info, over the unix socket and over TCP with an API key, against
+   ``GET /ping`` -- and the events 50 websocket clients receive while every
+   process of a job is killed and replaced. The daemon runs in a subprocess
+   (``bench/api_server.py``, one per loop) and the clients here, so they never
+   share an event loop. ``--no-api`` skips them, ``--api-only`` runs only them;
+   ``--quick`` makes fewer requests and kills 100 processes instead of 500, but
+   the latency figures keep their 1,000 processes.
+
 The figures are only as quiet as the machine: run it on an otherwise idle one.
 
 Every process is stopped at the end (``Manager.astop()`` in ``finally``, also
 after an error or Ctrl-C), and the floors' children are killed and reaped. As a
 last check the benchmark looks for any child of its own still alive (or not
 reaped): if there is one it says so, kills and reaps it, and exits with status 1.
+The API servers are stopped with SIGTERM (their ``Manager.astop()`` stops their
+children) and then every ``sleep`` still carrying the run's marker in its
+environment is looked for with psutil; any found is killed and the exit status
+is 1.
 """
 
 from __future__ import annotations
@@ -75,6 +90,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import api
 import psutil
 from gaffer.config import FlappingConfig, ProcessConfig
 from gaffer.manager import Manager
@@ -556,13 +572,19 @@ def markdown(rows: list[Row]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="N=100, 30 kills")
+    ap.add_argument(
+        "--quick", action="store_true", help="N=100, 30 kills; API: 200 requests, fan-out of 100"
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("-n", type=int, help="processes to spawn (default 500, 100 with --quick)")
     ap.add_argument("--rounds", type=int, help="spawn rounds (default 7, 3 with --quick)")
     ap.add_argument("--kills", type=int, help="crash repairs (default 100, 30 with --quick)")
     ap.add_argument("--loops", nargs="+", choices=LOOPS, default=list(LOOPS))
+    api.add_arguments(ap)
     args = ap.parse_args(argv)
+    if args.no_api and args.api_only:
+        ap.error("--no-api and --api-only exclude each other")
+    api_params = api.params_from(args)
 
     n = args.n or (100 if args.quick else 500)
     kills = args.kills or (30 if args.quick else 100)
@@ -579,24 +601,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_fd_limit(3 * max(n, p.slots) + 256)
 
     info = machine()
+    results: dict[str, Any] = {}
+    api_results: dict[str, Any] = {}
+    api_leftovers: list[int] = []
     try:
-        results = {kind: run_loop(kind, p) for kind in args.loops}
+        if not args.api_only:
+            results = {kind: run_loop(kind, p) for kind in args.loops}
+        if not args.no_api:
+            for kind in args.loops:
+                api_results[kind] = api.run(kind, api_params)
+                api_leftovers += api.leftovers(api_results[kind])
     finally:
         leftovers = reap_leftovers()
         if leftovers:
             log(f"error: {len(leftovers)} child processes were left behind (now killed)")
-    if leftovers:
+    if leftovers or api_leftovers:
         return 1
-    rows = [row for kind in args.loops for row in rows_for(kind, results[kind], p)]
+    rows = []
+    for kind in args.loops:
+        if kind in results:
+            rows += rows_for(kind, results[kind], p)
+        if kind in api_results:
+            rows += [Row(*r) for r in api.rows_for(kind, api_results[kind], api_params)]
 
     if args.json:
         out = {
             "machine": info,
-            "params": asdict(p),
+            "params": {**asdict(p), "api": asdict(api_params)},
             "targets": {
                 "spawn_ratio": SPAWN_RATIO_TARGET,
                 "repair_median_ms": REPAIR_MEDIAN_TARGET_MS,
                 "repair_p99_ms": REPAIR_P99_TARGET_MS,
+                **api.targets(),
             },
             "results": {
                 kind: {
@@ -609,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 for kind, res in results.items()
             },
+            "api": api_results,
             "rows": [asdict(r) for r in rows],
         }
         print(json.dumps(out, indent=2))
@@ -617,10 +654,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, "
             f"Python {info['python']}, uvloop {info['uvloop']}"
         )
-        print(
-            f"spawn: N={p.n}, {p.rounds} rounds, median (min-max); "
-            f"repair: {p.kills} kills over {p.slots} slots"
-        )
+        if results:
+            print(
+                f"spawn: N={p.n}, {p.rounds} rounds, median (min-max); "
+                f"repair: {p.kills} kills over {p.slots} slots"
+            )
+        if api_results:
+            a = api_params
+            print(
+                f"API: server in its own process; {a.requests} timed requests per path after "
+                f"{a.warmup} warm-up, one keep-alive connection each (unix socket; TCP with "
+                f"X-Api-Key); fan-out: {a.fan_clients} websocket clients, {a.fan_procs} "
+                f"processes killed per round, {a.fan_rounds} rounds, events/s median (min-max)"
+            )
         print()
         print(markdown(rows))
     return 0

@@ -167,7 +167,11 @@ class BackoffConfig:
     def delay(self, failures: int) -> float:
         if failures <= 0:
             return 0.0
-        return float(min(self.initial * self.factor ** (failures - 1), self.max))
+        try:
+            grown = self.initial * self.factor ** (failures - 1)
+        except OverflowError:  # a huge factor: the cap was reached long ago
+            return float(self.max)
+        return float(min(grown, self.max))
 
     @classmethod
     def parse(cls, v: object, fld: str = "backoff") -> BackoffConfig:
@@ -459,12 +463,12 @@ class ProcessConfig:
             return None
         if isinstance(v, bool):
             raise ConfigError("uid", f"must be a user name or number, got {v!r}")
-        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+        if isinstance(v, int) or (isinstance(v, str) and v.isascii() and v.isdigit()):
             return int(v)
         if isinstance(v, str):
             try:
                 return pwd.getpwnam(v).pw_uid
-            except KeyError:
+            except (KeyError, ValueError):  # ValueError: a NUL byte
                 raise ConfigError("uid", f"no such user {v!r}") from None
         raise ConfigError("uid", f"must be a user name or number, got {v!r}")
 
@@ -474,12 +478,12 @@ class ProcessConfig:
             return None
         if isinstance(v, bool):
             raise ConfigError("gid", f"must be a group name or number, got {v!r}")
-        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+        if isinstance(v, int) or (isinstance(v, str) and v.isascii() and v.isdigit()):
             return int(v)
         if isinstance(v, str):
             try:
                 return grp.getgrnam(v).gr_gid
-            except KeyError:
+            except (KeyError, ValueError):  # ValueError: a NUL byte
                 raise ConfigError("gid", f"no such group {v!r}") from None
         raise ConfigError("gid", f"must be a group name or number, got {v!r}")
 

@@ -19,7 +19,8 @@ def parse_signal(value: object, field: str = "signal") -> int:
         num = value
     elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        digits = text.removeprefix("-")
+        if digits.isascii() and digits.isdigit():  # not "²" nor "--5": int() refuses them
             num = int(text)
         else:
             name = text.upper()

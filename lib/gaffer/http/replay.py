@@ -14,9 +14,11 @@ from __future__ import annotations
 import collections
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from gaffer.events import Event, EventEmitter
+
+T = TypeVar("T")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -38,7 +40,7 @@ class ReplayBuffer:
         # Events up to this sequence number may be missing from the ring: they
         # were published before it started, or have been pushed out since.
         self.horizon = emitter.last_seq
-        self._cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[tuple[int, str], object] = collections.OrderedDict()
         emitter.subscribe(".", self._on_event)
 
     def close(self) -> None:
@@ -63,11 +65,20 @@ class ReplayBuffer:
 
     def encode(self, event: Event, form: str, build: Callable[[Event], Any]) -> str:
         """``json.dumps(build(event))``, computed once per (event, form)."""
-        key = (event.seq, form)
-        text = self._cache.get(key)
-        if text is None:
-            text = json.dumps(build(event), default=_jsonable, separators=(",", ":"))
-            self._cache[key] = text
+
+        def dumps() -> str:
+            return json.dumps(build(event), default=_jsonable, separators=(",", ":"))
+
+        return self.cached((event.seq, form), dumps)
+
+    def cached(self, key: tuple[int, str], make: Callable[[], T]) -> T:
+        """``make()``, computed once per key while the key is among the last
+        :attr:`CACHE_SIZE` asked for."""
+        try:
+            return cast(T, self._cache[key])
+        except KeyError:
+            value = make()
+            self._cache[key] = value
             if len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return text
+            return value

@@ -30,7 +30,9 @@ class StreamingHandler(BaseHandler):
 
     def initialize(self, gaffer: Any) -> None:
         super().initialize(gaffer)
-        self._pending = 0
+        self._pending = 0  # bytes queued and not yet sent
+        self._unflushed = 0
+        self._flush_scheduled = False
         self._done: asyncio.Future[None] | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self.cut_off = False
@@ -43,10 +45,12 @@ class StreamingHandler(BaseHandler):
         return self._done
 
     def send_chunk(self, data: str | bytes) -> None:
+        """Queue a chunk; the chunks of one loop turn are flushed together."""
         if self._done is None or self._done.done():
             return
         raw = data.encode() if isinstance(data, str) else data
         self._pending += len(raw)
+        self._unflushed += len(raw)
         if self._pending > self.gaffer.settings.client_buffer:
             # The client is not reading: drop it rather than buffer without end.
             self.cut_off = True
@@ -57,8 +61,16 @@ class StreamingHandler(BaseHandler):
             self.end()
             return
         self.write(raw)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        if self._finished or self.cut_off:
+            return
+        size, self._unflushed = self._unflushed, 0
         fut = self.flush()
-        size = len(raw)
 
         def flushed(f: asyncio.Future[None]) -> None:
             self._pending -= size
@@ -118,7 +130,7 @@ class OutputHandler(StreamingHandler):
             raise BadRequest(f"feed: expected continuous, longpoll or eventsource, got {feed!r}")
         offset = _int_arg(self, "offset", None)
         last_id = self.request.headers.get("Last-Event-ID")
-        if last_id is not None and last_id.isdigit() and offset is None:
+        if last_id is not None and last_id.isascii() and last_id.isdigit() and offset is None:
             offset = int(last_id)
         replay = _int_arg(self, "replay", None)
         if offset is None:
@@ -242,7 +254,7 @@ class EventsHandler(StreamingHandler):
         for prefix in prefixes:
             self.manager.emitter.subscribe(prefix, deliver)
         try:
-            if last.isdigit():
+            if last.isascii() and last.isdigit():  # not '²', which int() refuses
                 missed, lost = replay.since(int(last))
                 if lost:
                     gap = {"last_event_id": int(last), "oldest": replay.horizon + 1}
@@ -270,7 +282,7 @@ def _int_arg(handler: BaseHandler, name: str, default: int | None) -> int | None
     value = handler.get_query_argument(name, None)
     if value is None:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # '²' is a digit to isdigit()
         raise BadRequest(f"{name}: expected a non-negative integer, got {value!r}")
     return int(value)
 
