@@ -170,16 +170,18 @@ class Job:
         return [p.pid for p in self.processes]
 
     def info(self) -> dict[str, Any]:
+        slots = [s for _, s in sorted(self.slots.items())]
+        procs = [s.process for s in slots if s.process is not None]
         return {
             "name": self.name,
             "active": self.active,
-            "running": len(self.processes),
-            "ready": self.running,
+            "running": len(procs),
+            "ready": sum(1 for p in procs if p.state == states.RUNNING),
             "running_out": len(self.once),
             "max_processes": self.numprocesses,
             "numprocesses": self.numprocesses,
-            "processes": self.pids,
-            "slots": [s.info() for _, s in sorted(self.slots.items())],
+            "processes": [p.pid for p in procs],
+            "slots": [s.info() for s in slots],
             "restarts": self.restarts,
             "exits_by_reason": dict(self.exits_by_reason),
             "history": list(self.history),
