@@ -213,3 +213,16 @@ def test_user_names_resolve() -> None:
     c = ProcessConfig("w", "true", uid="nobody", gid="nogroup")
     assert c.uid == 65534
     assert c.user_env()["USER"] == "nobody"
+
+
+def test_limits_guard_against_runaway_values() -> None:
+    from gaffer.config import MAX_PROCESSES
+
+    with pytest.raises(ConfigError, match="numprocesses: must be at most 10000"):
+        ProcessConfig.from_dict({"name": "a", "cmd": "x", "numprocesses": MAX_PROCESSES + 1})
+    with pytest.raises(BadRequest, match="scale: 10001 processes is over the limit"):
+        parse_scale(MAX_PROCESSES, "+1")
+    assert parse_scale(MAX_PROCESSES, "-5") == MAX_PROCESSES - 5
+    for bad in (float("inf"), float("nan"), 10**400, -1):
+        with pytest.raises(ConfigError, match="graceful_timeout"):
+            ProcessConfig.from_dict({"name": "a", "cmd": "x", "graceful_timeout": bad})

@@ -438,3 +438,9 @@ async def test_welcome_and_version(manager: Manager, api: HttpApp) -> None:
     host, port = next(a for a in api.addresses if isinstance(a, tuple))
     code, body = await curl(f"http://{host}:{port}/version")
     assert code == 200 and json.loads(body)["name"] == "gaffer"
+
+
+async def test_websocket_routes_answer_options(manager: Manager, api: HttpApp) -> None:
+    for path in ("/channel", "/channel/websocket"):
+        r = await Client(api).request("OPTIONS", path)
+        assert (r.status, r.headers["Allow"]) == (204, "GET, OPTIONS")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import grp
+import math
 import os
 import pwd
 import shlex
@@ -24,6 +25,8 @@ from gaffer.interpolate import BadExpression, UndefinedVariable, expand
 from gaffer.signals import parse_signal
 
 DEFAULT_SESSION = "default"
+# A guard against a typo (or a hostile request) asking for millions of processes.
+MAX_PROCESSES = 10_000
 RESTART_POLICIES = ("always", "on-failure", "never")
 ROLLING_STRATEGIES = ("start-first", "stop-first")
 # What a process gets for PATH when it does not inherit the daemon's environment
@@ -57,21 +60,33 @@ def _bool(fld: str, v: object) -> bool:
     raise ConfigError(fld, f"must be true or false, got {v!r}")
 
 
-def _int(fld: str, v: object, minimum: int | None = None) -> int:
+def _int(fld: str, v: object, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         bound = f" ≥ {minimum}" if minimum is not None else ""
         raise ConfigError(fld, f"must be an integer{bound}, got {v!r}")
     if minimum is not None and v < minimum:
         raise ConfigError(fld, f"must be an integer ≥ {minimum}, got {v!r}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(fld, f"must be at most {maximum}, got {v!r}")
     return v
 
 
-def _float(fld: str, v: object, minimum: float = 0.0) -> float:
+def seconds(fld: str, v: object, minimum: float = 0.0) -> float:
+    """A finite number of seconds ≥ ``minimum`` (ConfigError naming ``fld``)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(fld, f"must be a number of seconds ≥ {minimum:g}, got {v!r}")
-    if v < minimum or v != v:  # v != v: NaN
+    try:
+        out = float(v)
+    except OverflowError:  # an integer beyond any float
+        raise ConfigError(fld, "is too large") from None
+    if not math.isfinite(out):
+        raise ConfigError(fld, f"must be a finite number of seconds, got {v!r}")
+    if out < minimum:
         raise ConfigError(fld, f"must be a number of seconds ≥ {minimum:g}, got {v!r}")
-    return float(v)
+    return out
+
+
+_float = seconds
 
 
 def _no_nul(fld: str, v: str) -> str:
@@ -246,7 +261,7 @@ class ProcessConfig:
             s(self, b, _bool(b, getattr(self, b)))
         if self.cwd is not None:
             s(self, "cwd", _str("cwd", self.cwd))
-        s(self, "numprocesses", _int("numprocesses", self.numprocesses, 0))
+        s(self, "numprocesses", _int("numprocesses", self.numprocesses, 0, MAX_PROCESSES))
         s(self, "priority", _int("priority", self.priority))
         redirect = self.redirect_output
         if redirect is None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gaffer import states
-from gaffer.config import ProcessConfig
+from gaffer.config import MAX_PROCESSES, ProcessConfig
 from gaffer.errors import BadRequest, ReloadFailed
 from gaffer.events import EventEmitter
 from gaffer.process import Process
@@ -95,17 +95,23 @@ def parse_scale(current: int, n: object) -> int:
     if isinstance(n, bool):
         raise BadRequest(f"scale: expected an integer, '+N', '-N' or '=N', got {n!r}")
     if isinstance(n, int):
-        return max(0, current + n)
+        return _bounded(max(0, current + n))
     if isinstance(n, str):
         m = _SCALE.fullmatch(n.strip())
         if m:
             op, value = m.group(1), int(m.group(2))
             if op == "=":
-                return value
+                return _bounded(value)
             if op == "-":
                 return max(0, current - value)
-            return current + value
+            return _bounded(current + value)
     raise BadRequest(f"scale: expected an integer, '+N', '-N' or '=N', got {n!r}")
+
+
+def _bounded(n: int) -> int:
+    if n > MAX_PROCESSES:
+        raise BadRequest(f"scale: {n} processes is over the limit of {MAX_PROCESSES} per job")
+    return n
 
 
 class Job:

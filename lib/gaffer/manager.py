@@ -25,10 +25,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from gaffer import states
-from gaffer.config import DEFAULT_SESSION, ProcessConfig, split_name
+from gaffer.config import DEFAULT_SESSION, ProcessConfig, seconds, split_name
 from gaffer.errors import (
     AlreadyExists,
     BadRequest,
+    ConfigError,
     GafferError,
     InvalidState,
     NotFound,
@@ -437,11 +438,13 @@ class Manager:
     ) -> int:
         """Run a one-off process of the job, never restarted; returns its pid."""
         self._require_active()
-        if isinstance(graceful_timeout, bool) or not isinstance(graceful_timeout, int | float):
-            raise BadRequest(f"graceful_timeout: expected seconds, got {graceful_timeout!r}")
+        try:
+            timeout = seconds("graceful_timeout", graceful_timeout)
+        except ConfigError as e:
+            raise BadRequest(e.reason) from None
         if env is not None and not isinstance(env, Mapping):
             raise BadRequest(f"env: expected a mapping, got {env!r}")
-        return self._resolve(name, None).commit(graceful_timeout, env).pid
+        return self._resolve(name, None).commit(timeout, env).pid
 
     def jobs(self, sessionid: str | None = None) -> list[str]:
         if sessionid is not None:

@@ -42,6 +42,11 @@ class BoundedWebSocket(tornado.websocket.WebSocketHandler):
         self._flush_scheduled = False
         self.cut_off = False
 
+    def options(self, *args: str) -> None:
+        self.set_header("Allow", "GET, OPTIONS")
+        self.set_status(204)
+        self.finish()
+
     def check_origin(self, origin: str) -> bool:
         if origin in self.gaffer.settings.cors_origins:
             return True
