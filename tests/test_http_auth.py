@@ -497,9 +497,9 @@ async def test_users(manager: Manager, api: HttpApp) -> None:
     assert ok(await admin.get("/users/dave"))["key"] == dave_key
     ok(await anon.get("/auth", headers=basic("dave", dave_pw)))  # password unchanged
     assert (await anon.get("/auth", headers=basic("dave", new_pw))).status == 401
-    # ...but may manage other users within its rights
-    ok(await dave_c.put("/users/carol/password", {"password": new_pw}))
-    ok(await anon.get("/auth", headers=basic("carol", new_pw)))
+    # ...nor take over a user with rights it lacks (carol reads default.db)
+    forbidden(await dave_c.put("/users/carol/password", {"password": new_pw}), "default.db")
+    assert (await anon.get("/auth", headers=basic("carol", new_pw))).status == 401
     forbidden(await dave_c.put("/users/carol/key", {"key": reader_id}), "permissions.read")
 
     # an admin sets a user's key to an existing key only
@@ -521,8 +521,9 @@ async def test_users(manager: Manager, api: HttpApp) -> None:
     forbidden(await reader.get("/users"))
     assert ok(await manager_of_users.get("/users/bob"))["username"] == "bob"
 
-    # and deleting: a create_user key may, the user itself may not (above)
-    ok(await dave_c.delete("/users/carol"))
+    # and deleting: not a user broader than the caller, nor itself (above); an admin may
+    forbidden(await dave_c.delete("/users/carol"), "default.db")
+    ok(await admin.delete("/users/carol"))
     assert (await admin.get("/users/carol")).status == 404
 
     text = "\n".join(rec.seen)

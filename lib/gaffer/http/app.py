@@ -239,6 +239,22 @@ class HttpApp:
                 await self._store_ready
             await self.store.close()
 
+    def drop_revoked(self, store: AuthStore) -> int:
+        """Close every websocket and stream opened with a key that no longer
+        exists: deleting a key takes effect on open connections too."""
+        dropped = 0
+        for client in [*self.channels, *self.streams]:
+            ident = getattr(client, "identity", None)
+            key_id = getattr(ident, "key_id", None)
+            if key_id is None:
+                continue
+            try:
+                store.get_key(key_id)
+            except GafferError:
+                dropped += 1
+                client.revoke()
+        return dropped
+
     # -- figures ----------------------------------------------------------------
 
     def daemon_figures(self) -> Mapping[str, float]:

@@ -82,6 +82,8 @@ class AuthHandler(AuthBase):
         )
         for old in logins[: max(0, len(logins) - LOGIN_KEYS_KEPT + 1)]:
             await store.delete_key(old.id)
+        if logins:
+            self.gaffer.drop_revoked(store)
         _, token = await store.create_key(
             parent.permissions, label=f"login:{username}", parent=parent.id, user=username
         )
@@ -150,6 +152,7 @@ class KeyHandler(AuthBase):
     async def delete(self, key: str) -> None:
         store, record = await self._key(key)
         deleted = await store.delete_key(record.id)
+        self.gaffer.drop_revoked(store)
         self.send_json({"ok": True, "deleted": deleted})
 
 
@@ -165,9 +168,24 @@ class UsersBase(AuthBase):
             return False
         return ident.key_id == user.key or store.is_ancestor(user.key, ident.key_id)
 
-    def not_self(self, store: AuthStore, user: User) -> None:
+    def may_change(self, store: AuthStore, user: User) -> None:
+        """Refuse unless the caller may change ``user``: never its own account;
+        an admin user only by an admin; otherwise only a user whose rights are
+        no broader than the caller's (or taking it over would escalate)."""
         if self.is_own(store, user):
             raise Forbidden(f"user {user.username} may not change its own account this way")
+        if self.identity.perms.admin:
+            return
+        if user.user_type == 0:
+            raise Forbidden(f"user {user.username} is an admin: only an admin may change it")
+        if user.key is not None:
+            try:
+                rights = store.get_key(user.key).permissions
+            except NotFound:
+                return
+            reason = rights.not_covered_by(self.identity.perms)
+            if reason is not None:
+                raise Forbidden(f"user {user.username} has rights this key does not: {reason}")
 
     def user_type(self, body: dict[str, Any], default: int | None) -> int | None:
         value = body.get("user_type", default)
@@ -247,10 +265,15 @@ class UserHandler(UsersBase):
     async def put(self, username: str) -> None:
         self.require_user_admin()
         store, user = await self._user(username)
-        self.not_self(store, user)
+        self.may_change(store, user)
         body = self.json_body()
         if "key" in body:
             raise BadRequest(f"key: use PUT /users/{username}/key")
+        if "permissions" in body:
+            raise BadRequest(
+                f"permissions: a user's rights are its key's; give it another key "
+                f"with PUT /users/{username}/key"
+            )
         if "username" in body and body["username"] != username:
             raise BadRequest("username: a user cannot be renamed")
         password = body.get("password")
@@ -265,8 +288,9 @@ class UserHandler(UsersBase):
     async def delete(self, username: str) -> None:
         self.require_user_admin()
         store, user = await self._user(username)
-        self.not_self(store, user)
+        self.may_change(store, user)
         await store.delete_user(username)
+        self.gaffer.drop_revoked(store)
         self.send_json({"ok": True})
 
 
@@ -275,7 +299,7 @@ class UserPasswordHandler(UsersBase):
         self.require_user_admin()
         store = await self.store()
         user = store.get_user(username)
-        self.not_self(store, user)
+        self.may_change(store, user)
         body = self.json_body()
         await store.set_password(username, _str(body, "password"))
         self.send_json({"ok": True})
@@ -286,7 +310,7 @@ class UserKeyHandler(UsersBase):
         self.require_user_admin()
         store = await self.store()
         user = store.get_user(username)
-        self.not_self(store, user)
+        self.may_change(store, user)
         body = self.json_body()
         key = _str(body, "key")
         try:

@@ -82,6 +82,10 @@ class BoundedWebSocket(tornado.websocket.WebSocketHandler):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def revoke(self) -> None:
+        """Its key was deleted: nothing more for this client."""
+        self.close(1008, "API key revoked")
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._flush()  # what was said before the close goes out before it
         super().close(code, reason)

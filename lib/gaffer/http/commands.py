@@ -154,7 +154,10 @@ async def killall(ctx: Context, name: Any, sig: Any) -> bool:
 
 
 async def commit(ctx: Context, name: Any, graceful_timeout: Any = 0, env: Any = None) -> int:
-    return ctx.manager.commit(ctx.job(name, "write"), graceful_timeout, _env(env))
+    # A new environment can make the program run anything: that needs manage.
+    return ctx.manager.commit(
+        ctx.job(name, "manage" if env else "write"), graceful_timeout, _env(env)
+    )
 
 
 async def process_info(ctx: Context, pid: Any) -> dict[str, Any]:

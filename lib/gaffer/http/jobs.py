@@ -167,6 +167,10 @@ class JobCommitHandler(JobBase):
         if unknown:
             raise BadRequest(f"{sorted(unknown)[0]}: unknown option (graceful_timeout, env)")
         env = body.get("env")
+        if env:
+            # A new environment can make the program run anything (LD_PRELOAD,
+            # PATH, PYTHON*...): that is changing the job's config, not running it.
+            self.identity.require("manage", name)
         if env is not None and (
             not isinstance(env, dict)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())

@@ -79,6 +79,13 @@ class StreamingHandler(BaseHandler):
 
         fut.add_done_callback(flushed)
 
+    def revoke(self) -> None:
+        """Its key was deleted: cut the stream."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
+        self.end()
+
     def keepalive(self, interval: float = KEEPALIVE) -> None:
         """Send an SSE comment every ``interval`` s so proxies keep the line open."""
         loop = asyncio.get_running_loop()

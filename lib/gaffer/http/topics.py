@@ -30,6 +30,9 @@ class Topic:
     def wants(self, event: Event) -> bool:
         """Whether an event delivered under ``prefix`` belongs here: output is
         only for STREAM topics (or bus prefixes that ask for it by name)."""
+        if self.kind == "JOB":
+            # Exactly this job: a job named "a.b" is under the prefix of job "a".
+            return event.data.get("name") == self.job
         if self.kind == "STREAM" or self.prefix.startswith(OUTPUT_PREFIX):
             return True
         return event.type != "output"
