@@ -334,7 +334,7 @@ async def test_output_stream_longpoll_and_offsets(manager: Manager, api: HttpApp
     # a timeout with nothing new is an empty answer at the same offset
     r = await c.get(f"/streams/{pid}/stdout?feed=longpoll&offset=8&timeout=0")
     assert (r.status, r.body, r.headers["X-Gaffer-Offset"]) == (200, b"", "8")
-    assert (await c.get(f"/streams/{pid}/nosuch")).status == 400
+    assert (await c.get(f"/streams/{pid}/nosuch")).status == 404
     assert (await c.get(f"/streams/{pid}/stdout?feed=carrier-pigeon")).status == 400
 
 

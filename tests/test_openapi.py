@@ -369,7 +369,7 @@ ANSWERS: list[tuple[str, dict[str, Any], int]] = [
     ("GET /events", {"query": {"topic": ["PROCESS:99999"]}}, 404),
     ("GET /events", {"query": {"topic": ["JOB:default.nope"]}}, 404),
     ("GET /streams/{pid}/{stream}", {"path_parameters": {"pid": 99999, "stream": "x"}}, 404),
-    ("GET /streams/{pid}/{stream}", {"path_parameters": {"pid": 1, "stream": "nope"}}, 400),
+    ("GET /streams/{pid}/{stream}", {"path_parameters": {"pid": 1, "stream": "nope"}}, 404),
     ("GET /streams/{pid}/{stream}", {"path_parameters": PID1, "query": {"feed": "x"}}, 400),
     ("GET /streams/{pid}/{stream}", {"path_parameters": PID1, "query": {"offset": "²"}}, 400),
     (

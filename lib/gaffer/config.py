@@ -27,6 +27,8 @@ from gaffer.signals import parse_signal
 DEFAULT_SESSION = "default"
 # A guard against a typo (or a hostile request) asking for millions of processes.
 MAX_PROCESSES = 10_000
+# Longer than any real timeout or delay; a shutdown must not wait for centuries.
+MAX_SECONDS = 7 * 86400
 RESTART_POLICIES = ("always", "on-failure", "never")
 ROLLING_STRATEGIES = ("start-first", "stop-first")
 # What a process gets for PATH when it does not inherit the daemon's environment
@@ -79,8 +81,8 @@ def seconds(fld: str, v: object, minimum: float = 0.0) -> float:
         out = float(v)
     except OverflowError:  # an integer beyond any float
         raise ConfigError(fld, "is too large") from None
-    if not math.isfinite(out):
-        raise ConfigError(fld, f"must be a finite number of seconds, got {v!r}")
+    if not math.isfinite(out) or out > MAX_SECONDS:
+        raise ConfigError(fld, f"must be at most {MAX_SECONDS} seconds, got {v!r}")
     if out < minimum:
         raise ConfigError(fld, f"must be a number of seconds ≥ {minimum:g}, got {v!r}")
     return out
@@ -92,6 +94,10 @@ _float = seconds
 def _no_nul(fld: str, v: str) -> str:
     if "\0" in v:
         raise ConfigError(fld, "must not contain a NUL byte")
+    try:
+        v.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no program could be given it
+        raise ConfigError(fld, "must be valid Unicode (no lone surrogates)") from None
     return v
 
 
@@ -244,7 +250,11 @@ class ProcessConfig:
     def __post_init__(self) -> None:
         s = object.__setattr__
         s(self, "name", _str("name", self.name))
-        if self.name.startswith(".") or "/" in self.name:
+        if (
+            self.name.startswith(".")
+            or "/" in self.name
+            or not self.name.isprintable()  # no newline to forge log lines with
+        ):
             raise ConfigError("name", f"bad job name {self.name!r}")
         s(self, "cmd", _str("cmd", self.cmd))
         args = self.args

@@ -80,6 +80,12 @@ class TooLarge(GafferError):
     errno = 413
 
 
+class ServiceUnavailable(GafferError):
+    """Too busy right now (e.g. too many API keys being verified); retry."""
+
+    errno = 503
+
+
 class InvalidState(GafferError):
     """The operation does not apply in the current state (e.g. a process that has
     already exited, or a state transition the machine forbids)."""

@@ -195,7 +195,16 @@ class Manager:
         for _, group in itertools.groupby(
             sorted(jobs, key=lambda j: -j.config.priority), key=lambda j: j.config.priority
         ):
-            await asyncio.gather(*(j.stop_all(graceful_timeout) for j in group))
+            # One job failing to stop must not leave the others running.
+            members = list(group)
+            results = await asyncio.gather(
+                *(j.stop_all(graceful_timeout) for j in members), return_exceptions=True
+            )
+            for job, result in zip(members, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(
+                    result, asyncio.CancelledError
+                ):
+                    log.error("%s: failed to stop", job.name, exc_info=result)
 
     def _background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         # Keep a reference (the loop holds tasks only weakly) and log a failure
@@ -444,6 +453,9 @@ class Manager:
             raise BadRequest(e.reason) from None
         if env is not None and not isinstance(env, Mapping):
             raise BadRequest(f"env: expected a mapping, got {env!r}")
+        for k, v in (env or {}).items():
+            if not isinstance(k, str) or not isinstance(v, str) or "\0" in k + v or "=" in k:
+                raise BadRequest(f"env.{k}: expected a string without NUL bytes")
         return self._resolve(name, None).commit(timeout, env).pid
 
     def jobs(self, sessionid: str | None = None) -> list[str]:

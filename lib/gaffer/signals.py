@@ -21,6 +21,8 @@ def parse_signal(value: object, field: str = "signal") -> int:
         text = value.strip()
         digits = text.removeprefix("-")
         if digits.isascii() and digits.isdigit():  # not "²" nor "--5": int() refuses them
+            if len(digits) > 6:
+                raise BadRequest(f"{field}: unknown signal number {text[:20]}")
             num = int(text)
         else:
             name = text.upper()

@@ -78,6 +78,8 @@ DAEMON_KEYS = {
     "cors_origins",
     "state_dir",
     "max_body_size",
+    "replay_size",
+    "client_buffer",
 }
 TLS_KEYS = {"certfile", "keyfile", "client_ca"}
 
@@ -116,8 +118,9 @@ def _http_settings(daemon: dict[str, Any]) -> HttpSettings:
         if not isinstance(value, str) or not value:
             raise ConfigError("state_dir", f"expected a directory path, got {value!r}")
         kw["state_dir"] = os.path.expanduser(value)
-    if "max_body_size" in daemon:
-        kw["max_body_size"] = daemon["max_body_size"]
+    for key in ("max_body_size", "replay_size", "client_buffer"):
+        if key in daemon:
+            kw[key] = daemon[key]
     tls = daemon.get("tls")
     if tls is not None:
         if not isinstance(tls, dict):

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import ssl
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,11 +80,26 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
 ]
 
 
+access_log = logging.getLogger("gaffer.http.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One line per request: refusals at info (a client's mistake, not the
+    daemon's), failures at error; the path cut short so it cannot flood the log."""
+    status = handler.get_status()
+    level = logging.ERROR if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
+    if access_log.isEnabledFor(level):
+        req = handler.request
+        ms = 1000.0 * req.request_time()
+        access_log.log(level, "%d %s %.200r %.2fms", status, req.method, req.uri, ms)
+
+
 def make_application(app: HttpApp) -> tornado.web.Application:
     return tornado.web.Application(
         [(pattern, handler, {"gaffer": app}) for pattern, handler in ROUTES],
         default_handler_class=NotFoundHandler,
         default_handler_args={"gaffer": app},
+        log_function=log_request,
         websocket_ping_interval=None,
         compress_response=False,
     )
@@ -109,6 +125,14 @@ def bind_unix(path: str) -> socket.socket:
     steal one that another daemon still answers on."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.stat(directory)
+    if st.st_uid not in (0, os.getuid()):
+        raise ConfigError("unix_socket", f"{directory}: owned by uid {st.st_uid}, not by us")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        # others could replace the socket with their own
+        raise ConfigError(
+            "unix_socket", f"{directory}: writable by others (mode {st.st_mode & 0o7777:o})"
+        )
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -140,6 +164,7 @@ class HttpApp:
         self.channels: set[Any] = set()  # open websockets
         self.streams: set[Any] = set()  # open SSE and output streams
         self.cut_off_clients = 0
+        self.key_checks = 0  # scrypt verifications in flight
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
         self._metrics: Any = None
@@ -155,7 +180,11 @@ class HttpApp:
         self._manager = manager
         self.replay = ReplayBuffer(manager.emitter, self.settings.replay_size)
         application = make_application(self)
-        max_body = max(64 << 20, self.settings.max_body_size * 4)
+        # Bodies up to twice the limit are read and answered 413 (with our error
+        # shape); beyond that tornado cuts the connection with a bare 400. Either
+        # way a client cannot make the daemon buffer more than this.
+        max_body = self.settings.max_body_size * 2
+        self._check_state_dir()
         try:
             if self.settings.unix_socket:
                 sock = bind_unix(self.settings.unix_socket)
@@ -190,6 +219,18 @@ class HttpApp:
                 ", ".join(self.settings.bind),
             )
         self._store_ready = asyncio.ensure_future(self._open_store(), loop=loop)
+
+    def _check_state_dir(self) -> None:
+        """Fail at start, not at the first request, when the state dir is unusable."""
+        state_dir = self.settings.state_dir
+        if state_dir is None:
+            return
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ConfigError("state_dir", f"{state_dir}: {e.strerror}") from None
+        if not os.path.isdir(state_dir) or not os.access(state_dir, os.W_OK | os.X_OK):
+            raise ConfigError("state_dir", f"{state_dir}: not a writable directory")
 
     @staticmethod
     def _accept(

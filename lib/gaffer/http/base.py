@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 import tornado.web
 
 from gaffer.config import split_name
-from gaffer.errors import BadRequest, Forbidden, GafferError, TooLarge, Unauthorized
+from gaffer.errors import (
+    BadRequest,
+    Forbidden,
+    GafferError,
+    ServiceUnavailable,
+    TooLarge,
+    Unauthorized,
+)
 from gaffer.http.permissions import ADMIN, Permissions
 
 if TYPE_CHECKING:
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gaffer.http")
 
 API_KEY_HEADER = "X-Api-Key"
+MAX_KEY_CHECKS = 16  # scrypt verifications in flight at once
 CORS_HEADERS = "Content-Type, X-Api-Key, Authorization, Last-Event-ID"
 
 
@@ -79,7 +87,15 @@ async def identify(gaffer: HttpApp, sock: socket.socket | None, token: str | Non
     if not token:
         raise Unauthorized("an API key is required (header X-Api-Key)")
     store = await gaffer.auth_store()
-    key = await store.authenticate_key(token)
+    if gaffer.key_checks >= MAX_KEY_CHECKS and not store.is_cached(token):
+        # Each unknown key costs a scrypt: a flood of them must not queue up
+        # behind one another and stall the callers with real keys.
+        raise ServiceUnavailable("too many API keys being checked; retry shortly")
+    gaffer.key_checks += 1
+    try:
+        key = await store.authenticate_key(token)
+    finally:
+        gaffer.key_checks -= 1
     if key is None:
         raise Forbidden("unknown API key")
     return Identity(key.permissions, key.id)
@@ -159,13 +175,14 @@ class BaseHandler(tornado.web.RequestHandler):
         stream = getattr(self.request.connection, "stream", None)
         return cast("socket.socket | None", getattr(stream, "socket", None))
 
+    def allowed_methods(self) -> list[str]:
+        base = tornado.web.RequestHandler
+        names = ("GET", "HEAD", "POST", "PUT", "DELETE")
+        own = [m for m in names if getattr(type(self), m.lower()) is not getattr(base, m.lower())]
+        return [*own, "OPTIONS"]
+
     def options(self, *args: str) -> None:
-        allowed = [
-            m
-            for m in ("GET", "HEAD", "POST", "PUT", "DELETE")
-            if getattr(type(self), m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())
-        ]
-        allow = ", ".join([*allowed, "OPTIONS"])
+        allow = ", ".join(self.allowed_methods())
         self.set_header("Allow", allow)
         if self.request.headers.get("Origin") in self.gaffer.settings.cors_origins:
             self.set_header("Access-Control-Allow-Methods", allow)
@@ -188,6 +205,8 @@ class BaseHandler(tornado.web.RequestHandler):
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"body: malformed JSON: {e}") from None
+        except RecursionError:
+            raise BadRequest("body: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise BadRequest(f"body: expected a JSON object, got {type(obj).__name__}")
         return obj
@@ -213,6 +232,7 @@ class BaseHandler(tornado.web.RequestHandler):
             reason = exc.log_message or responses.get(status_code, "error")
             if status_code == 405:
                 reason = f"method {self.request.method} not allowed on {self.request.path}"
+                self.set_header("Allow", ", ".join(self.allowed_methods()))
         else:
             reason = responses.get(status_code, "internal error").lower()
         self.set_header("Content-Type", "application/json; charset=UTF-8")

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from gaffer.errors import Forbidden, GafferError, Unauthorized
+from gaffer.errors import BadRequest, Forbidden, GafferError, Unauthorized
 from gaffer.events import Event
 from gaffer.http import commands, topics
 from gaffer.http.base import API_KEY_HEADER, Identity, identify, json_dumps
@@ -29,10 +29,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gaffer.http.channel")
 
+AUTH_DEADLINE = 10.0  # seconds a connection may wait before its AUTH: frame
+MAX_SUBSCRIPTIONS = 1024  # per connection
+MAX_TOPIC = 512  # characters
+
 
 class BoundedWebSocket(tornado.websocket.WebSocketHandler):
     """A websocket whose unsent output is bounded: a client that stops reading
     is disconnected once ``client_buffer`` bytes wait for it."""
+
+    identity: Identity | None = None
 
     def initialize(self, gaffer: HttpApp) -> None:
         self.gaffer = gaffer
@@ -81,6 +87,25 @@ class BoundedWebSocket(tornado.websocket.WebSocketHandler):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def auth_deadline(self) -> None:
+        """A connection that has not authenticated within AUTH_DEADLINE is closed:
+        nobody holds a socket open without a key."""
+        if self.identity is not None:
+            return
+
+        def expire() -> None:
+            if self.identity is None:
+                self.close(1008, "no AUTH frame in time")
+
+        handle = asyncio.get_running_loop().call_later(AUTH_DEADLINE, expire)
+        self._auth_timer = handle
+
+    def on_connection_close(self) -> None:
+        timer = getattr(self, "_auth_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().on_connection_close()
 
     def revoke(self) -> None:
         """Its key was deleted: nothing more for this client."""
@@ -155,6 +180,7 @@ class ChannelHandler(BoundedWebSocket):
         self._subs: dict[str, tuple[topics.Topic, Any, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.gaffer.channels.add(self)
+        self.auth_deadline()
 
     def on_close(self) -> None:
         self.gaffer.channels.discard(self)
@@ -283,6 +309,10 @@ class ChannelHandler(BoundedWebSocket):
     def _subscribe(self, raw: str) -> None:
         assert self.identity is not None
         try:
+            if len(raw) > MAX_TOPIC:
+                raise BadRequest(f"topic: longer than {MAX_TOPIC} characters")
+            if raw not in self._subs and len(self._subs) >= MAX_SUBSCRIPTIONS:
+                raise BadRequest(f"topic: at most {MAX_SUBSCRIPTIONS} subscriptions per channel")
             topic = topics.parse(self.gaffer.manager, raw)
             if topic.job is not None:
                 self.identity.require("read", topic.job)

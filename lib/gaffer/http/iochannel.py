@@ -62,6 +62,8 @@ class ProcessChannelHandler(BoundedWebSocket):
         self.gaffer.channels.add(self)
         if self.identity is not None:
             self._start()
+        else:
+            self.auth_deadline()
 
     def _error(self, msgid: str, e: GafferError) -> None:
         self.send(frame("error", msgid, json.dumps({"error": e.reason, "errno": e.errno})))
@@ -81,7 +83,7 @@ class ProcessChannelHandler(BoundedWebSocket):
                 raise NotFound(f"process {proc.pid} has no stream {self.stream_name!r}")
         except GafferError as e:
             self._error("0", e)
-            self.close(1008, e.reason[:100])
+            self.close(1008, e.reason.encode()[:120].decode("utf-8", "ignore"))
             return
         if self.mode & READ:
             suffix = f".{self.stream_name}" if self.stream_name else ""

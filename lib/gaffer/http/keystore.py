@@ -549,6 +549,12 @@ class AuthStore:
 
         return await self._write(work, self._drop_keys)
 
+    def is_cached(self, token: str) -> bool:
+        """Whether ``token`` was verified recently (checking it costs no scrypt)."""
+        if not isinstance(token, str) or not token.isascii():
+            return False
+        return hashlib.sha256(token.encode()).digest() in self._token_cache
+
     async def authenticate_key(self, token: str) -> ApiKey | None:
         """The key of a valid token, or None (unknown id, malformed token, wrong
         secret)."""

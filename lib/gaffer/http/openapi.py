@@ -729,7 +729,7 @@ def stream_paths() -> dict[str, Schema]:
                     ),
                     "LastEventID",
                 ),
-                description="400 for a stream the process does not have.",
+                description="404 for a process, or a stream of it, that does not exist.",
             )
         },
         "/events": {

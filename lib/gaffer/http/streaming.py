@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from gaffer.errors import BadRequest
+from gaffer.errors import BadRequest, NotFound
 from gaffer.events import Event
 from gaffer.http import topics
 from gaffer.http.base import BaseHandler, json_dumps
@@ -128,7 +128,7 @@ class OutputHandler(StreamingHandler):
         proc = self.process(pid, "read")
         tail = proc.tails.get(label)
         if tail is None:
-            raise BadRequest(
+            raise NotFound(
                 f"stream: process {proc.pid} has no output stream {label!r} "
                 f"(it has {', '.join(proc.tails) or 'none'})"
             )
@@ -136,9 +136,9 @@ class OutputHandler(StreamingHandler):
         if feed not in ("continuous", "longpoll", "eventsource"):
             raise BadRequest(f"feed: expected continuous, longpoll or eventsource, got {feed!r}")
         offset = _int_arg(self, "offset", None)
-        last_id = self.request.headers.get("Last-Event-ID")
-        if last_id is not None and last_id.isascii() and last_id.isdigit() and offset is None:
-            offset = int(last_id)
+        last_id = _number(self.request.headers.get("Last-Event-ID"))
+        if last_id is not None and offset is None:
+            offset = last_id
         replay = _int_arg(self, "replay", None)
         if offset is None:
             offset = tail.total - replay if replay is not None else tail.total - len(tail.get())
@@ -154,6 +154,7 @@ class OutputHandler(StreamingHandler):
         content = "text/event-stream" if feed == "eventsource" else "application/octet-stream"
         done = self.start_stream(content)
         self.set_header("X-Gaffer-Offset", str(start))
+        self.set_header("X-Gaffer-Start", str(start))
         position = start
 
         def emit(chunk: bytes) -> None:
@@ -261,10 +262,11 @@ class EventsHandler(StreamingHandler):
         for prefix in prefixes:
             self.manager.emitter.subscribe(prefix, deliver)
         try:
-            if last.isascii() and last.isdigit():  # not '²', which int() refuses
-                missed, lost = replay.since(int(last))
+            last_seq = _number(last)
+            if last_seq is not None:
+                missed, lost = replay.since(last_seq)
                 if lost:
-                    gap = {"last_event_id": int(last), "oldest": replay.horizon + 1}
+                    gap = {"last_event_id": last_seq, "oldest": replay.horizon + 1}
                     self.send_chunk(sse("gaffer:gap", json.dumps(gap)))
                 for event in missed:
                     deliver(event)
@@ -289,8 +291,17 @@ def _int_arg(handler: BaseHandler, name: str, default: int | None) -> int | None
     value = handler.get_query_argument(name, None)
     if value is None:
         return default
-    if not (value.isascii() and value.isdigit()):  # '²' is a digit to isdigit()
-        raise BadRequest(f"{name}: expected a non-negative integer, got {value!r}")
+    out = _number(value)
+    if out is None:
+        raise BadRequest(f"{name}: expected a non-negative integer, got {value[:40]!r}")
+    return out
+
+
+def _number(value: str | None) -> int | None:
+    """A non-negative integer of at most 18 ASCII digits ('²' is a digit to
+    isdigit(), and int() refuses numbers of thousands of digits)."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
     return int(value)
 
 
