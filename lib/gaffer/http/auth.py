@@ -187,6 +187,13 @@ class UsersBase(AuthBase):
             if reason is not None:
                 raise Forbidden(f"user {user.username} has rights this key does not: {reason}")
 
+    async def changeable(self, username: str) -> AuthStore:
+        """The store, once the caller may change user ``username``."""
+        self.require_user_admin()
+        store = await self.store()
+        self.may_change(store, store.get_user(username))
+        return store
+
     def user_type(self, body: dict[str, Any], default: int | None) -> int | None:
         value = body.get("user_type", default)
         if value is None:
@@ -263,9 +270,7 @@ class UserHandler(UsersBase):
             self.send_json(user.to_dict())
 
     async def put(self, username: str) -> None:
-        self.require_user_admin()
-        store, user = await self._user(username)
-        self.may_change(store, user)
+        store = await self.changeable(username)
         body = self.json_body()
         if "key" in body:
             raise BadRequest(f"key: use PUT /users/{username}/key")
@@ -286,9 +291,7 @@ class UserHandler(UsersBase):
         self.send_json({"ok": True, "user": updated.to_dict()})
 
     async def delete(self, username: str) -> None:
-        self.require_user_admin()
-        store, user = await self._user(username)
-        self.may_change(store, user)
+        store = await self.changeable(username)
         await store.delete_user(username)
         self.gaffer.drop_revoked(store)
         self.send_json({"ok": True})
@@ -296,10 +299,7 @@ class UserHandler(UsersBase):
 
 class UserPasswordHandler(UsersBase):
     async def put(self, username: str) -> None:
-        self.require_user_admin()
-        store = await self.store()
-        user = store.get_user(username)
-        self.may_change(store, user)
+        store = await self.changeable(username)
         body = self.json_body()
         await store.set_password(username, _str(body, "password"))
         self.send_json({"ok": True})
@@ -307,10 +307,7 @@ class UserPasswordHandler(UsersBase):
 
 class UserKeyHandler(UsersBase):
     async def put(self, username: str) -> None:
-        self.require_user_admin()
-        store = await self.store()
-        user = store.get_user(username)
-        self.may_change(store, user)
+        store = await self.changeable(username)
         body = self.json_body()
         key = _str(body, "key")
         try:

@@ -12,21 +12,13 @@ fifty: encodings are cached by (sequence number, form).
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from gaffer.events import Event, EventEmitter
+from gaffer.http.base import json_dumps
 
 T = TypeVar("T")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, set | frozenset | tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 class ReplayBuffer:
@@ -67,7 +59,7 @@ class ReplayBuffer:
         """``json.dumps(build(event))``, computed once per (event, form)."""
 
         def dumps() -> str:
-            return json.dumps(build(event), default=_jsonable, separators=(",", ":"))
+            return json_dumps(build(event))
 
         return self.cached((event.seq, form), dumps)
 
