@@ -1,4 +1,5 @@
-# make run   — set up .venv if needed and start gafferd in the foreground
+# make run   — set up .venv if needed and start gafferd in the foreground on its
+#              embedded default (CONFIG=etc/gafferd.yml for the example jobs)
 # make test  — set up .venv if needed and run the test suite (both event loops)
 # make lint  — ruff (lint + format check) and mypy on lib/
 # make bench — benchmarks; prints a table (QUICK=1 for a short run)
@@ -8,7 +9,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-CONFIG ?= etc/gafferd.yml
+CONFIG ?=
 
 .PHONY: run test lint format bench stress venv clean
 
@@ -21,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) ./gafferd -c $(CONFIG)
+	$(PY) ./gafferd $(if $(CONFIG),-c $(CONFIG),)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -192,3 +193,129 @@ def test_refuses_a_second_daemon_on_the_same_socket(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def recv_until(sock: socket.socket, needle: str, timeout: float = 10) -> list[str]:
+    """Datagrams received until one contains ``needle`` (fails on timeout)."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"no {needle!r} on the notify socket; got {got}")
+        sock.settimeout(left)
+        try:
+            msg = sock.recv(4096).decode()
+        except TimeoutError:
+            continue
+        got.append(msg)
+        if needle in msg:
+            return got
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_sd_notify_ready_watchdog_stopping(tmp_path: Path, abstract: bool) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"gaffer-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        address = "@" + name
+    else:
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web:\n    cmd: sleep\n    args: ['3600']\n")
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE, env=env
+    )
+    try:
+        ready = recv_until(sock, "READY=1")[-1].splitlines()
+        assert f"MAINPID={proc.pid}" in ready
+        assert any(line.startswith("STATUS=") and "1 job(s)" in line for line in ready)
+        # the API is up by the time READY=1 is sent
+        assert curl("--unix-socket", str(tmp_path / "run" / "gafferd.sock"), "http://g/ping") == (
+            200,
+            "OK",
+        )
+        # the watchdog is fed every 0.1 s (half of WATCHDOG_USEC)
+        recv_until(sock, "WATCHDOG=1")
+        recv_until(sock, "WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        recv_until(sock, "STOPPING=1")
+        assert proc.wait(timeout=15) == 0
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_pidfile_refuses_a_second_daemon_and_replaces_a_stale_one(tmp_path: Path) -> None:
+    pidfile = tmp_path / "gafferd.pid"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pidfile.write_text(f"{dead.pid}\n")  # stale: that process is gone
+    proc = subprocess.Popen(
+        [*GAFFERD, *private_api(tmp_path), "--pidfile", str(pidfile)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"API listening on")
+        assert pidfile.read_text() == f"{proc.pid}\n"
+        other = tmp_path / "other"
+        r = gafferd(*private_api(other), "--pidfile", str(pidfile))
+        assert r.returncode == 2 and f"already running as pid {proc.pid}" in r.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not pidfile.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigquit_stops_fast_even_past_graceful_timeout(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  stubborn:\n"
+        f"    cmd: {sys.executable}\n"
+        f"    args: ['{ROOT / 'tests' / 'children' / 'ignore_term.py'}']\n"
+        "    graceful_timeout: 60\n"
+        "    startsecs: 0\n"
+    )
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"default.stubborn.0 | ready")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10  # not the job's 60 s
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_config_lookup(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".gaffer").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "GAFFERD_CONFIG"}
+    env["HOME"] = str(home)
+    if os.getuid() == 0:
+        # as root the lookup is /etc/gaffer/gafferd.yml; only $GAFFERD_CONFIG is testable here
+        pass
+    else:
+        r = gafferd("--check", env=env)
+        assert (r.returncode, r.stdout.strip()) == (0, "<embedded default>: ok, 0 job(s)")
+        (home / ".gaffer" / "gafferd.yml").write_text("jobs:\n  a:\n    cmd: sleep\n")
+        r = gafferd("--check", env=env)
+        assert r.returncode == 0 and "gafferd.yml: ok, 1 job(s)" in r.stdout
+    explicit = tmp_path / "explicit.yml"
+    explicit.write_text("jobs:\n  a:\n    cmd: sleep\n  b:\n    cmd: sleep\n")
+    r = gafferd("--check", env={**env, "GAFFERD_CONFIG": str(explicit)})
+    assert r.returncode == 0 and r.stdout.strip() == f"{explicit}: ok, 2 job(s)"

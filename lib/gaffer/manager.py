@@ -112,13 +112,18 @@ class Manager:
     def _in_loop_thread(self) -> bool:
         return self._thread_id is None or threading.get_ident() == self._thread_id
 
-    def stop(self, callback: Callable[[Manager], Any] | None = None) -> None:
-        """Stop every job gracefully, then the apps; then call ``callback`` and,
-        if :meth:`run` is running the loop, return from it. Thread-safe."""
+    def stop(
+        self,
+        callback: Callable[[Manager], Any] | None = None,
+        graceful_timeout: float | None = None,
+    ) -> None:
+        """Stop every job gracefully (``graceful_timeout`` overrides each job's),
+        then the apps; then call ``callback`` and, if :meth:`run` is running the
+        loop, return from it. Thread-safe."""
         if not self._in_loop_thread():
-            self.loop.call_soon_threadsafe(self.stop, callback)
+            self.loop.call_soon_threadsafe(self.stop, callback, graceful_timeout)
             return
-        fut = self._background(self.astop())
+        fut = self._background(self.astop(graceful_timeout))
 
         def done(f: asyncio.Future[None]) -> None:
             try:

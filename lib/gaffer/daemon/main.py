@@ -19,6 +19,8 @@ from typing import Any
 
 from gaffer import __version__
 from gaffer.daemon.config import DaemonConfig, load_file
+from gaffer.daemon.notify import Notifier
+from gaffer.daemon.pidfile import PidFile
 from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
@@ -34,7 +36,13 @@ EXIT_USAGE = 2
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gafferd", description="The gaffer process supervisor.")
-    p.add_argument("-c", "--config", metavar="FILE", help="the YAML config file to run")
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="the YAML config file (default: $GAFFERD_CONFIG, else /etc/gaffer/gafferd.yml as "
+        "root or ~/.gaffer/gafferd.yml; else an embedded default with no jobs)",
+    )
     p.add_argument("--check", action="store_true", help="validate the config and exit (0 or 2)")
     p.add_argument(
         "--log-level",
@@ -58,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir",
         metavar="DIR",
         help=f"where keys and users are kept (default: {default_state_dir()})",
+    )
+    p.add_argument(
+        "--pidfile",
+        metavar="FILE",
+        help="write the daemon's pid here (atomically); refuse to start if it names a live process",
+    )
+    p.add_argument(
+        "--error-log",
+        metavar="FILE",
+        help="write the daemon's own log to FILE instead of stderr",
     )
     p.add_argument("--version", action="version", version=f"gafferd {__version__}")
     return p
@@ -123,15 +141,43 @@ class ConsoleApp:
             log.info("%s: %s", event.type, d.get("name", ""))
 
 
-def run(config: DaemonConfig) -> int:
+QUIT_GRACE = 1.0  # SIGQUIT: seconds before SIGKILL, whatever each job's graceful_timeout
+
+
+def find_config(environ: dict[str, str] | None = None) -> str | None:
+    """``$GAFFERD_CONFIG``, else /etc/gaffer/gafferd.yml as root or
+    ~/.gaffer/gafferd.yml otherwise; None when there is none (embedded default)."""
+    env = os.environ if environ is None else environ
+    if env.get("GAFFERD_CONFIG"):
+        return env["GAFFERD_CONFIG"]
+    if os.getuid() == 0:
+        candidate = "/etc/gaffer/gafferd.yml"
+    else:
+        candidate = os.path.join(os.path.expanduser("~"), ".gaffer", "gafferd.yml")
+    return candidate if os.path.exists(candidate) else None
+
+
+def summary(manager: Manager) -> str:
+    jobs = manager.jobs()
+    procs = len(manager.pids())
+    return f"{len(jobs)} job(s), {procs} process(es)"
+
+
+def run(config: DaemonConfig, pidfile: PidFile | None = None) -> int:
     manager = Manager(loop_kind=config.loop)
+    notifier = Notifier()
     api = HttpApp(config.http)
     try:
+        if pidfile is not None:
+            pidfile.create()
         manager.start(apps=[ConsoleApp(), api])
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
-        manager.loop.run_until_complete(manager.astop())
+        if manager.started:
+            manager.loop.run_until_complete(manager.astop())
         manager.loop.close()
+        if pidfile is not None:
+            pidfile.remove()
         return EXIT_USAGE
     for addr in api.addresses:
         where = (
@@ -150,17 +196,22 @@ def run(config: DaemonConfig) -> int:
     def on_signal(signum: int) -> None:
         nonlocal stop_count
         stop_count += 1
+        name = signal.Signals(signum).name
         if stop_count > 1:
-            log.warning(
-                "second %s: killing every process group and exiting now",
-                signal.Signals(signum).name,
-            )
+            log.warning("second %s: killing every process group and exiting now", name)
             manager.kill_now()
+            if pidfile is not None:
+                pidfile.remove()
             os._exit(1)
-        log.info("%s: stopping every job", signal.Signals(signum).name)
-        manager.stop()
+        notifier.stopping()
+        if signum == signal.SIGQUIT:
+            log.info("SIGQUIT: stopping every job fast (SIGKILL after %gs)", QUIT_GRACE)
+            manager.stop(graceful_timeout=QUIT_GRACE)
+        else:
+            log.info("%s: stopping every job", name)
+            manager.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         manager.loop.add_signal_handler(sig, on_signal, sig)
     log.info(
         "gafferd %s running %d job(s) on %s",
@@ -168,23 +219,39 @@ def run(config: DaemonConfig) -> int:
         len(config.jobs),
         type(manager.loop).__module__.split(".")[0],
     )
+    # Listeners are up and the config is loaded: tell systemd.
+    notifier.ready(f"gafferd {__version__}: {summary(manager)}")
+    notifier.start_watchdog(manager.loop)
     try:
         manager.run()
     finally:
+        notifier.close()
         manager.loop.close()
+        if pidfile is not None:
+            pidfile.remove()
     log.info("stopped")
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    handler: logging.Handler
+    if args.error_log:
+        try:
+            handler = logging.FileHandler(args.error_log)
+        except OSError as e:
+            print(f"gafferd: --error-log {args.error_log}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s [gafferd] %(levelname)s %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
+    path = args.config or find_config()
     try:
-        config = load_file(args.config) if args.config else DaemonConfig()
+        config = load_file(path) if path else DaemonConfig()
     except GafferError as e:
         print(f"gafferd: {e.reason}", file=sys.stderr)
         return EXIT_USAGE
@@ -201,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gafferd: {e.reason}", file=sys.stderr)
         return EXIT_USAGE
     if args.check:
-        print(f"{args.config or '<default>'}: ok, {len(config.jobs)} job(s)")
+        print(f"{path or '<embedded default>'}: ok, {len(config.jobs)} job(s)")
         return EXIT_OK
-    return run(config)
+    if path is None:
+        log.info("no config file found: running on the embedded default (no jobs)")
+    return run(config, PidFile(args.pidfile) if args.pidfile else None)
 
 
 if __name__ == "__main__":
