@@ -241,6 +241,10 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path: Path, abstract: bool) -> No
         # the watchdog is fed every 0.1 s (half of WATCHDOG_USEC)
         recv_until(sock, "WATCHDOG=1")
         recv_until(sock, "WATCHDOG=1")
+        # a reload is bracketed by RELOADING=1 ... READY=1
+        proc.send_signal(signal.SIGHUP)
+        recv_until(sock, "RELOADING=1")
+        recv_until(sock, "READY=1")
         proc.send_signal(signal.SIGTERM)
         recv_until(sock, "STOPPING=1")
         assert proc.wait(timeout=15) == 0
@@ -319,3 +323,76 @@ def test_config_lookup(tmp_path: Path) -> None:
     explicit.write_text("jobs:\n  a:\n    cmd: sleep\n  b:\n    cmd: sleep\n")
     r = gafferd("--check", env={**env, "GAFFERD_CONFIG": str(explicit)})
     assert r.returncode == 0 and r.stdout.strip() == f"{explicit}: ok, 2 job(s)"
+
+
+def api_json(sock: str, path: str, method: str = "GET") -> tuple[int, object]:
+    code, body = curl("--unix-socket", sock, "-X", method, f"http://gafferd{path}")
+    return code, json.loads(body) if body else None
+
+
+def os_pids(sock: str, job: str) -> set[int]:
+    _, info = api_json(sock, f"/jobs/default/{job}")
+    assert isinstance(info, dict)
+    out = set()
+    for pid in info["processes"]:
+        _, proc = api_json(sock, f"/{pid}")
+        assert isinstance(proc, dict)
+        out.add(proc["os_pid"])
+    return out
+
+
+RELOAD_BEFORE = """
+jobs:
+  same:   {cmd: sleep, args: ['3600'], startsecs: 0}
+  scaled: {cmd: sleep, args: ['3600'], startsecs: 0}
+  changed: {cmd: sleep, args: ['3600'], startsecs: 0, numprocesses: 2}
+  removed: {cmd: sleep, args: ['3600'], startsecs: 0}
+"""
+RELOAD_AFTER = """
+jobs:
+  same:   {cmd: sleep, args: ['3600'], startsecs: 0}
+  scaled: {cmd: sleep, args: ['3600'], startsecs: 0, numprocesses: 2}
+  changed: {cmd: sleep, args: ['3601'], startsecs: 0, numprocesses: 2}
+  added:  {cmd: sleep, args: ['3600'], startsecs: 0}
+"""
+
+
+def test_reload_applies_the_difference(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(RELOAD_BEFORE)
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"running 4 job(s)")
+        before = {j: os_pids(sock, j) for j in ("same", "scaled", "changed")}
+        # an invalid file changes nothing, and says so
+        cfg.write_text(RELOAD_AFTER + "  broken: {cmd: sleep, numprocesses: -1}\n")
+        code, body = api_json(sock, "/reload", "POST")
+        assert code == 409 and isinstance(body, dict)
+        assert "jobs.broken.numprocesses" in body["error"] and body["errno"] == 409
+        assert api_json(sock, "/reload")[1]["ok"] is False  # type: ignore[index]
+        assert {j: os_pids(sock, j) for j in before} == before
+        # SIGHUP applies the valid file
+        cfg.write_text(RELOAD_AFTER)
+        proc.send_signal(signal.SIGHUP)
+        read_until(proc, b"reloaded ")
+        _, result = api_json(sock, "/reload")
+        assert isinstance(result, dict) and result["ok"] is True
+        assert (result["loaded"], result["unloaded"]) == (["default.added"], ["default.removed"])
+        assert (result["scaled"], result["updated"]) == (["default.scaled"], ["default.changed"])
+        assert result["unchanged"] == ["default.same"]
+        assert os_pids(sock, "same") == before["same"]  # untouched
+        scaled = os_pids(sock, "scaled")
+        assert before["scaled"] < scaled and len(scaled) == 2  # scaled in place
+        changed = os_pids(sock, "changed")
+        assert len(changed) == 2 and not changed & before["changed"]  # every slot replaced
+        assert api_json(sock, "/jobs/default/removed")[0] == 404
+        assert len(os_pids(sock, "added")) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

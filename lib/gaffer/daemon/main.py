@@ -10,6 +10,7 @@ persistence and systemd integration come with the daemon issue.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import os
@@ -21,6 +22,7 @@ from gaffer import __version__
 from gaffer.daemon.config import DaemonConfig, load_file
 from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
+from gaffer.daemon.reload import Reloader
 from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
@@ -163,10 +165,21 @@ def summary(manager: Manager) -> str:
     return f"{len(jobs)} job(s), {procs} process(es)"
 
 
-def run(config: DaemonConfig, pidfile: PidFile | None = None) -> int:
+def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None = None) -> int:
     manager = Manager(loop_kind=config.loop)
     notifier = Notifier()
     api = HttpApp(config.http)
+    reloader = Reloader(
+        manager,
+        config,
+        path,
+        on_start=notifier.reloading,
+        on_done=lambda result: notifier.ready(
+            f"gafferd {__version__}: {summary(manager)}"
+            + ("" if result.ok else f"; last reload failed: {result.error}")
+        ),
+    )
+    api.reloader = reloader
     try:
         if pidfile is not None:
             pidfile.create()
@@ -213,6 +226,17 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         manager.loop.add_signal_handler(sig, on_signal, sig)
+
+    def on_hup() -> None:
+        if not manager.active:
+            return
+        log.info("SIGHUP: reloading %s", path or "(no config file)")
+        task = asyncio.ensure_future(reloader.reload(), loop=manager.loop)
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    reloads: set[asyncio.Future[Any]] = set()
+    manager.loop.add_signal_handler(signal.SIGHUP, on_hup)
     log.info(
         "gafferd %s running %d job(s) on %s",
         __version__,
@@ -272,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if path is None:
         log.info("no config file found: running on the embedded default (no jobs)")
-    return run(config, PidFile(args.pidfile) if args.pidfile else None)
+    return run(config, PidFile(args.pidfile) if args.pidfile else None, path)
 
 
 if __name__ == "__main__":

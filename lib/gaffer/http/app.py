@@ -35,6 +35,7 @@ from gaffer.http import (
 )
 from gaffer.http.base import NotFoundHandler
 from gaffer.http.keystore import AuthStore
+from gaffer.http.reloading import NoReloader
 from gaffer.http.replay import ReplayBuffer
 from gaffer.http.settings import HttpSettings, parse_bind
 from gaffer.manager import Manager
@@ -50,6 +51,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/version", misc.VersionHandler),
     (r"/openapi.json", misc.OpenApiHandler),
     (r"/metrics", misc.MetricsHandler),
+    (r"/reload", misc.ReloadHandler),
     (r"/sessions", jobs.SessionsHandler),
     (r"/jobs", jobs.JobsHandler),
     (r"/jobs/([^/]+)", jobs.SessionJobsHandler),
@@ -165,6 +167,8 @@ class HttpApp:
         self.streams: set[Any] = set()  # open SSE and output streams
         self.cut_off_clients = 0
         self.key_checks = 0  # scrypt verifications in flight
+        # gafferd plugs its config reloader in here (POST /reload)
+        self.reloader: Any = NoReloader()
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
         self._metrics: Any = None

@@ -4,6 +4,7 @@ description and the Prometheus metrics."""
 from __future__ import annotations
 
 from gaffer import __version__
+from gaffer.errors import NotFound
 from gaffer.http.base import BaseHandler
 from gaffer.http.openapi import spec
 
@@ -43,3 +44,25 @@ class MetricsHandler(BaseHandler):
         body, content_type = self.gaffer.metrics()
         self.set_header("Content-Type", content_type)
         self.finish(body)
+
+
+class ReloadHandler(BaseHandler):
+    """``GET /reload``: how the last reload went; ``POST /reload``: re-read the
+    config file and apply the difference (what SIGHUP does)."""
+
+    def get(self) -> None:
+        self.identity.require("read", None)
+        last = self.gaffer.reloader.last
+        if last is None:
+            raise NotFound("no reload has happened yet")
+        self.send_json(last.to_dict())
+
+    async def post(self) -> None:
+        self.identity.require("manage", None)
+        result = await self.gaffer.reloader.reload()
+        if not result.ok:
+            self.send_json(
+                {"error": result.error, "errno": 409, "reload": result.to_dict()}, status=409
+            )
+            return
+        self.send_json(result.to_dict())

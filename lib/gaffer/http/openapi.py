@@ -463,6 +463,23 @@ def head(tag: str, summary: str, *codes: int, params: tuple[str, ...]) -> Schema
 
 
 def daemon_paths() -> dict[str, Schema]:
+    names = array(string())
+    reload_result = obj(
+        {
+            "ok": boolean(),
+            "source": nullable(string()),
+            "time": number(),
+            "error": nullable(string()),
+            "loaded": names,
+            "unloaded": names,
+            "updated": names,
+            "scaled": names,
+            "unchanged": names,
+            "failed": obj({}, additional=string()),
+        },
+        ("ok",),
+        additional=True,
+    )
     op = partial(operation, "daemon", security=PUBLIC)
     document = obj(
         {"openapi": string(), "info": obj({}, additional=True), "paths": obj({}, additional=True)},
@@ -487,6 +504,32 @@ def daemon_paths() -> dict[str, Schema]:
                 reply(string(), "Prometheus text exposition format", media=TEXT),
                 description="Needs read access to every job.",
             )
+        },
+        "/reload": {
+            "get": operation(
+                "daemon",
+                "How the last config reload went",
+                reply(reload_result),
+                errors=(404,),
+                description="404 until a reload has happened. Needs read access to every job.",
+            ),
+            "post": operation(
+                "daemon",
+                "Re-read the config file and apply the difference (what SIGHUP does)",
+                reply(reload_result),
+                errors=(409,),
+                more={
+                    "409": reply(
+                        obj(
+                            {"error": string(), "errno": integer(), "reload": reload_result},
+                            ("error", "errno"),
+                            additional=True,
+                        ),
+                        "the reload failed (or there is no config file): nothing changed",
+                    )
+                },
+                description="Needs manage on every job.",
+            ),
         },
     }
 
