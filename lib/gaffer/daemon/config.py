@@ -9,7 +9,9 @@ options. Every error names the file, the line and the field::
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +151,19 @@ def _line_of(node: Any, path: list[str]) -> int | None:
     return line
 
 
-def parse(text: str, source: str = "<config>") -> DaemonConfig:
+def parse(
+    text: str,
+    source: str = "<config>",
+    base_dir: str | None = None,
+    included: bool = False,
+    _seen: dict[tuple[str, str], str] | None = None,
+    _files: set[str] | None = None,
+) -> DaemonConfig:
+    """Parse one config file. ``base_dir`` is where relative ``include``,
+    ``env_file`` and ``procfile`` paths start (the file's own directory)."""
+    base_dir = base_dir or os.getcwd()
+    seen: dict[tuple[str, str], str] = {} if _seen is None else _seen
+    files: set[str] = set() if _files is None else _files
     try:
         doc = yaml.load(text, Loader=_Loader)
     except ConfigError as e:
@@ -166,11 +180,15 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
         raise ConfigError(
             None, "the file must be a mapping with daemon: and jobs:", source=source, line=1
         )
+    sections = ("jobs", "include", "procfile") if included else TOP_KEYS
     for key in doc:
-        if key not in ("daemon", "jobs"):
+        if key not in sections:
+            reason = f"unknown section ({', '.join(sections)})"
+            if included and key == "daemon":
+                reason = "daemon: settings belong in the main config file"
             raise ConfigError(
                 str(key),
-                "unknown section (daemon, jobs)",
+                reason,
                 source=source,
                 line=doc.key_lines.get(key),
             )
@@ -209,7 +227,6 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
             source=source,
             line=_line_of(doc, ["jobs"]),
         )
-    seen: dict[tuple[str, str], str] = {}
     for fullname, options in jobs.items():
         base = ["jobs", str(fullname)]
         if not isinstance(fullname, str) or not fullname:
@@ -228,6 +245,13 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
             )
         session, jobname = split_name(str(fullname))
         try:
+            options = dict(options)
+            env_files = options.pop("env_file", None)
+            if env_files is not None:
+                env = _read_env_files(env_files, base_dir)
+                if options.get("env") is not None and not isinstance(options["env"], dict):
+                    raise ConfigError("env", f"must be a mapping, got {options['env']!r}")
+                options["env"] = {**env, **(options.get("env") or {})}
             config = ProcessConfig.from_dict({**options, "name": jobname})
             config.check_env()
         except ConfigError as e:
@@ -235,19 +259,153 @@ def parse(text: str, source: str = "<config>") -> DaemonConfig:
             line = _line_of(doc, [*base, top]) if top else _line_of(doc, base)
             fld = f"jobs.{fullname}.{e.field}" if e.field else f"jobs.{fullname}"
             raise ConfigError(fld, e.bare_reason, source=source, line=line) from None
+        where = f"{source}:{_line_of(doc, base)}"
         if (session, jobname) in seen:
             raise ConfigError(
                 f"jobs.{fullname}",
-                f"the same job as jobs.{seen[session, jobname]}",
+                f"the same job as {seen[session, jobname]}",
                 source=source,
                 line=_line_of(doc, base),
             )
-        seen[session, jobname] = fullname
+        seen[session, jobname] = f"jobs.{fullname} at {where}"
         cfg.jobs.append(JobEntry(session, config))
+    if "procfile" in doc:
+        for entry in _procfile(doc["procfile"], base_dir, source, _line_of(doc, ["procfile"])):
+            key = (entry.session, entry.config.name)
+            if key in seen:
+                raise ConfigError(
+                    "procfile",
+                    f"{entry.session}.{entry.config.name}: the same job as {seen[key]}",
+                    source=source,
+                    line=_line_of(doc, ["procfile"]),
+                )
+            seen[key] = f"procfile at {source}:{_line_of(doc, ['procfile'])}"
+            cfg.jobs.append(entry)
+    if "include" in doc:
+        line = _line_of(doc, ["include"])
+        for path in _include_paths(doc["include"], base_dir, source, line):
+            real = os.path.realpath(path)
+            if real in files:
+                continue  # each file once, even when two globs match it
+            files.add(real)
+            sub_cfg = _parse_file(path, included=True, seen=seen, files=files)
+            cfg.jobs.extend(sub_cfg.jobs)
     return cfg
 
 
+TOP_KEYS = ("daemon", "jobs", "include", "procfile")
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:\s*(.+)$")
+
+
+def _paths(value: Any, fld: str) -> list[str]:
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return list(value)
+    raise ConfigError(fld, f"expected a path or a list of paths, got {value!r}")
+
+
+def _read_env_files(value: Any, base_dir: str) -> dict[str, str]:
+    """``.env`` files: ``KEY=VALUE`` lines (``export`` allowed, ``#`` comments,
+    quotes stripped); later files win."""
+    env: dict[str, str] = {}
+    for path in _paths(value, "env_file"):
+        full = os.path.join(base_dir, os.path.expanduser(path))
+        try:
+            with open(full, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise ConfigError("env_file", f"cannot read {path}: {reason}") from None
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            m = _ENV_LINE.match(raw)
+            if m is None:
+                raise ConfigError("env_file", f"{path}:{n}: expected KEY=VALUE, got {raw!r}")
+            key, val = m.groups()
+            if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+                val = val[1:-1]
+            elif " #" in val:
+                val = val.split(" #", 1)[0].rstrip()
+            env[key] = val
+    return env
+
+
+def _include_paths(value: Any, base_dir: str, source: str, line: int | None) -> list[str]:
+    out: list[str] = []
+    try:
+        patterns = _paths(value, "include")
+    except ConfigError as e:
+        raise ConfigError(e.field, e.bare_reason, source=source, line=line) from None
+    for pattern in patterns:
+        full = os.path.join(base_dir, os.path.expanduser(pattern))
+        matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
+        if not glob.has_magic(full) and not os.path.exists(full):
+            raise ConfigError("include", f"no such file: {pattern}", source=source, line=line)
+        out.extend(matches)
+    return out
+
+
+def _procfile(value: Any, base_dir: str, source: str, line: int | None) -> list[JobEntry]:
+    """A Procfile (``name: command`` lines) as jobs of one session (default
+    ``procfile``), each with ``$PORT`` set as foreman does: 5000, 5100, ..."""
+    path: Any
+    session: Any = "procfile"
+    if isinstance(value, dict):
+        unknown = set(value) - {"path", "session"}
+        if unknown:
+            raise ConfigError(
+                f"procfile.{sorted(unknown)[0]}",
+                "unknown option (path, session)",
+                source=source,
+                line=line,
+            )
+        path, session = value.get("path"), value.get("session", session)
+    else:
+        path = value
+    if not isinstance(path, str) or not path:
+        raise ConfigError("procfile", f"expected a path, got {path!r}", source=source, line=line)
+    if not isinstance(session, str) or not session or "." in session or "/" in session:
+        raise ConfigError(
+            "procfile.session", f"bad session name {session!r}", source=source, line=line
+        )
+    full = os.path.join(base_dir, os.path.expanduser(path))
+    try:
+        with open(full, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(
+            "procfile", f"cannot read {path}: {reason}", source=source, line=line
+        ) from None
+    out: list[JobEntry] = []
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        m = _PROCFILE_LINE.match(raw.strip())
+        if m is None:
+            raise ConfigError(None, f"expected 'name: command', got {raw!r}", source=full, line=n)
+        name, command = m.groups()
+        port = str(5000 + 100 * len(out))
+        config = ProcessConfig.from_dict(
+            {"name": name, "cmd": command, "shell": True, "env": {"PORT": port}, "os_env": True}
+        )
+        out.append(JobEntry(session, config))
+    return out
+
+
 def load_file(path: str) -> DaemonConfig:
+    return _parse_file(path)
+
+
+def _parse_file(
+    path: str,
+    included: bool = False,
+    seen: dict[tuple[str, str], str] | None = None,
+    files: set[str] | None = None,
+) -> DaemonConfig:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -255,4 +413,7 @@ def load_file(path: str) -> DaemonConfig:
         raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
     except UnicodeDecodeError as e:
         raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
-    return parse(text, os.path.relpath(path) if not path.startswith("/") else path)
+    source = os.path.relpath(path) if not path.startswith("/") else path
+    files = set() if files is None else files
+    files.add(os.path.realpath(path))
+    return parse(text, source, os.path.dirname(os.path.abspath(path)), included, seen, files)

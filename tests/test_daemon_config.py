@@ -1,0 +1,102 @@
+"""gafferd's config file: include:, env_file: and procfile: (parsed from real files)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from gaffer.daemon.config import load_file
+from gaffer.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_include_files_and_globs(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "gafferd.yml", "include: [conf.d/*.yml, extra.yml]\njobs:\n  a: {cmd: sleep}\n"
+    )
+    write(tmp_path / "conf.d" / "10-web.yml", "jobs:\n  web: {cmd: sleep}\n")
+    write(tmp_path / "conf.d" / "20-batch.yml", "jobs:\n  batch.report: {cmd: sleep}\n")
+    write(tmp_path / "extra.yml", "jobs:\n  x: {cmd: sleep}\n")
+    cfg = load_file(str(main))
+    assert [(e.session, e.config.name) for e in cfg.jobs] == [
+        ("default", "a"),
+        ("default", "web"),
+        ("batch", "report"),
+        ("default", "x"),
+    ]
+
+
+def test_include_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    main = write(tmp_path / "gafferd.yml", "jobs:\n  web: {cmd: sleep}\ninclude: more.yml\n")
+    write(tmp_path / "more.yml", "jobs:\n  other: {cmd: sleep}\n  web: {cmd: sleep}\n")
+    with pytest.raises(ConfigError) as e:
+        load_file(str(main))
+    assert "more.yml:3: jobs.web: the same job as jobs.web at" in e.value.reason
+    assert "gafferd.yml:2" in e.value.reason
+    write(tmp_path / "more.yml", "daemon: {loop: asyncio}\n")
+    with pytest.raises(
+        ConfigError, match=re.escape("more.yml:1: daemon: daemon: settings belong in the main")
+    ):
+        load_file(str(main))
+    write(tmp_path / "gafferd.yml", "jobs: {}\ninclude: missing.yml\n")
+    with pytest.raises(
+        ConfigError, match=re.escape("gafferd.yml:2: include: no such file: missing.yml")
+    ):
+        load_file(str(main))
+    write(tmp_path / "more.yml", "jobs:\n  web: {cmd: sleep, numprocesses: -2}\n")
+    write(tmp_path / "gafferd.yml", "include: more.yml\n")
+    with pytest.raises(ConfigError, match=re.escape("more.yml:2: jobs.web.numprocesses")):
+        load_file(str(main))
+
+
+def test_env_file(tmp_path: Path) -> None:
+    write(
+        tmp_path / "web.env",
+        "# the web's settings\nexport DB_URL=postgres://db/app\nQUOTED='a b'\nPLAIN=x # a comment\n"
+        "\nOVERRIDDEN=from-file\n",
+    )
+    main = write(
+        tmp_path / "gafferd.yml",
+        "jobs:\n  web:\n    cmd: sleep\n    env_file: web.env\n"
+        "    env: {OVERRIDDEN: from-config}\n",
+    )
+    (entry,) = load_file(str(main)).jobs
+    assert entry.config.env == {
+        "DB_URL": "postgres://db/app",
+        "QUOTED": "a b",
+        "PLAIN": "x",
+        "OVERRIDDEN": "from-config",
+    }
+    write(tmp_path / "gafferd.yml", "jobs:\n  web:\n    cmd: sleep\n    env_file: nope.env\n")
+    with pytest.raises(
+        ConfigError, match=re.escape("gafferd.yml:4: jobs.web.env_file: cannot read nope.env")
+    ):
+        load_file(str(main))
+    write(tmp_path / "web.env", "NOT AN ASSIGNMENT\n")
+    write(tmp_path / "gafferd.yml", "jobs:\n  web:\n    cmd: sleep\n    env_file: [web.env]\n")
+    with pytest.raises(
+        ConfigError, match=re.escape("jobs.web.env_file: web.env:1: expected KEY=VALUE")
+    ):
+        load_file(str(main))
+
+
+def test_procfile_is_a_session(tmp_path: Path) -> None:
+    write(
+        tmp_path / "Procfile",
+        "# processes\nweb: python3 -m http.server $PORT\nworker: ./work --queue=high\n",
+    )
+    main = write(tmp_path / "gafferd.yml", "procfile: {path: Procfile, session: shop}\n")
+    jobs = load_file(str(main)).jobs
+    assert [(e.session, e.config.name) for e in jobs] == [("shop", "web"), ("shop", "worker")]
+    web = jobs[0].config
+    assert web.shell and web.cmd == "python3 -m http.server $PORT" and web.env == {"PORT": "5000"}
+    assert jobs[1].config.env == {"PORT": "5100"}
+    write(tmp_path / "Procfile", "web python3\n")
+    with pytest.raises(ConfigError, match=re.escape("Procfile:1: expected 'name: command'")):
+        load_file(str(main))
