@@ -396,3 +396,80 @@ def test_reload_applies_the_difference(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def wait_file(path: Path, needle: str, timeout: float = 10) -> str:
+    """The file's text once ``needle`` is in it. The daemon's writer thread
+    appends asynchronously and files raise no event here: poll the condition,
+    with a deadline that fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in (text := path.read_text()):
+            return text
+        time.sleep(0.02)
+    pytest.fail(f"{needle!r} never reached {path}")
+
+
+CHATTY = (
+    "trap 'echo usr2 $$n; n=$$((n+1))' USR2; n=0; "
+    "for i in $$(seq 1 40); do echo line-$$i-xxxxxxxxxxxx; done; "
+    "while true; do sleep 3600 & wait $$!; done"
+)
+
+
+def test_log_files_rotation_and_reopen(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    cfg = tmp_path / "gafferd.yml"
+    template = f"{logs}/{{session}}.{{job}}.{{index}}.{{stream}}.log"
+    cfg.write_text(
+        "daemon:\n"
+        f"  logs: {{path: '{template}', max_bytes: 200, backups: 2}}\n"
+        "jobs:\n"
+        "  chatty:\n"
+        "    cmd: sh\n"
+        f"    args: ['-c', \"{CHATTY}\"]\n"
+        "    startsecs: 0\n"
+        "  console:\n"
+        "    cmd: sh\n"
+        "    args: ['-c', 'echo to the console; exec sleep 3600']\n"
+        "    logs: stderr\n"
+    )
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    current = logs / "default.chatty.0.stdout.log"
+    try:
+        out = read_until(proc, b"default.console.0 | to the console")
+        wait_file(current, "line-40-")
+        assert b"default.chatty.0 |" not in out  # its output went to its file only
+        # rotated by size: at most 200 bytes a file, two backups, the oldest gone
+        assert len(current.read_bytes()) <= 200
+        backups = sorted(p.name for p in logs.iterdir())
+        assert backups == [current.name, current.name + ".1", current.name + ".2"]
+        assert "line-1-" not in "".join(p.read_text() for p in logs.iterdir())
+        # logrotate moves the file away, then SIGUSR1 makes gafferd reopen it
+        moved = tmp_path / "moved.log"
+        current.rename(moved)
+        proc.send_signal(signal.SIGUSR1)
+        read_until(proc, b"SIGUSR1: reopening log files")
+        _, info = api_json(sock, "/jobs/default/chatty")
+        pid = info["processes"][0]  # type: ignore[index]
+        code, _ = curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"signal": "USR2"}',
+            f"http://g/{pid}/signal",
+        )
+        assert code == 202
+        assert wait_file(current, "usr2 0").strip() == "usr2 0"
+        assert "usr2" not in moved.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gaffer.config import ProcessConfig, split_name
+from gaffer.daemon.logs import LogSettings
 from gaffer.errors import ConfigError
 from gaffer.http.settings import HttpSettings, TlsSettings, default_socket, default_state_dir
 from gaffer.loop import LOOP_KINDS
@@ -69,6 +70,10 @@ class DaemonConfig:
     loop: str | None = None
     jobs: list[JobEntry] = field(default_factory=list)
     http: HttpSettings = field(default_factory=lambda: HttpSettings(state_dir=default_state_dir()))
+    # job output: daemon-wide log files (None: the daemon's stderr), and per-job
+    # overrides (None there: stderr for that job)
+    logs: LogSettings | None = None
+    job_logs: dict[str, LogSettings | None] = field(default_factory=dict)
 
 
 DAEMON_KEYS = {
@@ -82,6 +87,7 @@ DAEMON_KEYS = {
     "max_body_size",
     "replay_size",
     "client_buffer",
+    "logs",
 }
 TLS_KEYS = {"certfile", "keyfile", "client_ca"}
 
@@ -209,6 +215,8 @@ def parse(
                 line=line,
             )
     cfg.loop = daemon.get("loop")
+    if daemon.get("logs") is not None:
+        cfg.logs = _logs("daemon.logs", daemon["logs"], source, _line_of(doc, ["daemon", "logs"]))
     try:
         cfg.http = _http_settings(daemon)
     except ConfigError as e:
@@ -246,6 +254,12 @@ def parse(
         session, jobname = split_name(str(fullname))
         try:
             options = dict(options)
+            if "logs" in options:
+                value = options.pop("logs")
+                to_stderr = value in ("stderr", False, None)
+                cfg.job_logs[f"{session}.{jobname}"] = (
+                    None if to_stderr else _logs("logs", value, None, None)
+                )
             env_files = options.pop("env_file", None)
             if env_files is not None:
                 env = _read_env_files(env_files, base_dir)
@@ -294,6 +308,18 @@ def parse(
 
 
 TOP_KEYS = ("daemon", "jobs", "include", "procfile")
+
+
+def _logs(fld: str, value: Any, source: str | None, line: int | None) -> LogSettings:
+    try:
+        return LogSettings.from_dict(value)
+    except ConfigError as e:
+        name = f"{fld}.{e.field}" if e.field else fld
+        if source is None:  # inside a job: the caller adds the job's prefix and line
+            raise ConfigError(name, e.bare_reason) from None
+        raise ConfigError(name, e.bare_reason, source=source, line=line) from None
+
+
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:\s*(.+)$")
 

@@ -16,10 +16,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gaffer import __version__
 from gaffer.daemon.config import DaemonConfig, load_file
+from gaffer.daemon.logs import LogFiles
 from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.reload import Reloader
@@ -86,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
 class ConsoleApp:
     """Prints process output and lifecycle events to stderr."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, skip: Callable[[str], bool] | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.skip = skip  # jobs whose output goes elsewhere (log files)
         self.manager: Manager | None = None
         self._partial: dict[tuple[int, str], bytes] = {}
 
@@ -109,6 +112,8 @@ class ConsoleApp:
         if event.type != "output":
             return
         d = event.data
+        if self.skip is not None and self.skip(d["name"]):
+            return
         key = (d["pid"], d["label"])
         data = self._partial.pop(key, b"") + d["data"]
         complete, sep, rest = data.rpartition(b"\n")
@@ -180,10 +185,11 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
         ),
     )
     api.reloader = reloader
+    logfiles = LogFiles(config.logs, config.job_logs)
     try:
         if pidfile is not None:
             pidfile.create()
-        manager.start(apps=[ConsoleApp(), api])
+        manager.start(apps=[ConsoleApp(skip=logfiles.wants), logfiles, api])
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
         if manager.started:
@@ -237,6 +243,12 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
 
     reloads: set[asyncio.Future[Any]] = set()
     manager.loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def on_usr1() -> None:
+        log.info("SIGUSR1: reopening log files")
+        logfiles.reopen()
+
+    manager.loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     log.info(
         "gafferd %s running %d job(s) on %s",
         __version__,
