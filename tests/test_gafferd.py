@@ -473,3 +473,29 @@ def test_log_files_rotation_and_reopen(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_create_admin_user_then_log_in(tmp_path: Path) -> None:
+    env = {**os.environ, "GAFFERD_ADMIN_PASSWORD": "s3cret!"}
+    r = gafferd(*private_api(tmp_path), "--create-admin-user", "root", env=env)
+    assert r.returncode == 0 and "admin user root created" in r.stdout, r.stderr
+    r = gafferd(*private_api(tmp_path), "--create-admin-user", "root", env=env)
+    assert r.returncode == 2 and "root" in r.stderr  # already exists
+    proc = subprocess.Popen(
+        [*GAFFERD, *private_api(tmp_path), "--bind", "127.0.0.1:0"], stderr=subprocess.PIPE
+    )
+    try:
+        out = read_until(proc, b"API listening on http://127.0.0.1:")
+        port = out.split(b"API listening on http://127.0.0.1:")[1].split(b"\n")[0].decode()
+        code, body = curl("-u", "root:s3cret!", f"http://127.0.0.1:{port}/auth")
+        assert code == 200
+        key = json.loads(body)["api_key"]
+        code, body = curl("-H", f"X-Api-Key: {key}", f"http://127.0.0.1:{port}/users")
+        assert code == 200 and "root" in body
+        assert curl("-u", "root:wrong", f"http://127.0.0.1:{port}/auth")[0] == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

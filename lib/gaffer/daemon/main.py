@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import os
 import signal
@@ -28,6 +29,8 @@ from gaffer.daemon.reload import Reloader
 from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
+from gaffer.http.keystore import AuthStore
+from gaffer.http.permissions import ADMIN
 from gaffer.http.settings import default_socket, default_state_dir
 from gaffer.manager import Manager
 
@@ -80,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         "--error-log",
         metavar="FILE",
         help="write the daemon's own log to FILE instead of stderr",
+    )
+    p.add_argument(
+        "--create-admin-user",
+        metavar="NAME",
+        help="create an admin user in the state dir's key store and exit; the password is "
+        "read from $GAFFERD_ADMIN_PASSWORD, else asked for on the terminal, else read from stdin",
     )
     p.add_argument("--version", action="version", version=f"gafferd {__version__}")
     return p
@@ -269,6 +278,42 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
     return EXIT_OK
 
 
+def create_admin_user(config: DaemonConfig, username: str) -> int:
+    """Add an admin user (and its admin key) to the key store, then exit."""
+    password = os.environ.get("GAFFERD_ADMIN_PASSWORD")
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {username}: ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    db = config.http.keys_db
+    if db is None:
+        print("gafferd: --create-admin-user needs a state dir", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def create() -> str:
+        store = AuthStore(db)
+        await store.open()
+        try:
+            key, _ = await store.create_key(ADMIN, label=f"user:{username}", user=username)
+            try:
+                await store.create_user(username, password, user_type=0, key=key.id)
+            except BaseException:
+                await store.delete_key(key.id)
+                raise
+            return key.id
+        finally:
+            await store.close()
+
+    try:
+        key_id = asyncio.run(create())
+    except GafferError as e:
+        print(f"gafferd: {e.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"admin user {username} created (key {key_id}); log in with GET /auth and HTTP Basic")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler: logging.Handler
@@ -306,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{path or '<embedded default>'}: ok, {len(config.jobs)} job(s)")
         return EXIT_OK
+    if args.create_admin_user:
+        return create_admin_user(config, args.create_admin_user)
     if path is None:
         log.info("no config file found: running on the embedded default (no jobs)")
     return run(config, PidFile(args.pidfile) if args.pidfile else None, path)
