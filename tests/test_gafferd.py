@@ -467,6 +467,20 @@ def test_log_files_rotation_and_reopen(tmp_path: Path) -> None:
         assert code == 202
         assert wait_file(current, "usr2 0").strip() == "usr2 0"
         assert "usr2" not in moved.read_text()
+        # the same through the API
+        current.rename(tmp_path / "moved2.log")
+        code, _ = curl("--unix-socket", sock, "-X", "POST", "http://g/logs/reopen")
+        assert code == 202
+        code, _ = curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"signal": "USR2"}',
+            f"http://g/{pid}/signal",
+        )
+        assert wait_file(current, "usr2 1").strip() == "usr2 1"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

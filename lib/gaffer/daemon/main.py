@@ -195,6 +195,7 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
     )
     api.reloader = reloader
     logfiles = LogFiles(config.logs, config.job_logs)
+    api.reopen_logs = logfiles.reopen
     try:
         if pidfile is not None:
             pidfile.create()

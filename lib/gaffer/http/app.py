@@ -15,7 +15,7 @@ import os
 import socket
 import ssl
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tornado.httpserver
@@ -52,6 +52,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/openapi.json", misc.OpenApiHandler),
     (r"/metrics", misc.MetricsHandler),
     (r"/reload", misc.ReloadHandler),
+    (r"/logs/reopen", misc.ReopenLogsHandler),
     (r"/sessions", jobs.SessionsHandler),
     (r"/jobs", jobs.JobsHandler),
     (r"/jobs/([^/]+)", jobs.SessionJobsHandler),
@@ -169,6 +170,8 @@ class HttpApp:
         self.key_checks = 0  # scrypt verifications in flight
         # gafferd plugs its config reloader in here (POST /reload)
         self.reloader: Any = NoReloader()
+        # ...and what reopens its log files (POST /logs/reopen); None: no log files
+        self.reopen_logs: Callable[[], None] | None = None
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
         self._metrics: Any = None

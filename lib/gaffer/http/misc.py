@@ -4,7 +4,7 @@ description and the Prometheus metrics."""
 from __future__ import annotations
 
 from gaffer import __version__
-from gaffer.errors import NotFound
+from gaffer.errors import InvalidState, NotFound
 from gaffer.http.base import BaseHandler
 from gaffer.http.openapi import spec
 
@@ -44,6 +44,17 @@ class MetricsHandler(BaseHandler):
         body, content_type = self.gaffer.metrics()
         self.set_header("Content-Type", content_type)
         self.finish(body)
+
+
+class ReopenLogsHandler(BaseHandler):
+    """``POST /logs/reopen``: reopen the jobs' log files (what SIGUSR1 does)."""
+
+    def post(self) -> None:
+        self.identity.require("manage", None)
+        if self.gaffer.reopen_logs is None:
+            raise InvalidState("this daemon writes no log files")
+        self.gaffer.reopen_logs()
+        self.send_json({"ok": True}, 202)
 
 
 class ReloadHandler(BaseHandler):

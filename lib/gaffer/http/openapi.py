@@ -505,6 +505,16 @@ def daemon_paths() -> dict[str, Schema]:
                 description="Needs read access to every job.",
             )
         },
+        "/logs/reopen": {
+            "post": operation(
+                "daemon",
+                "Reopen the jobs' log files (what SIGUSR1 does)",
+                reply(ref("Ok"), "accepted: the files are reopened before the next write"),
+                status=202,
+                errors=(409,),
+                description="409 when the daemon writes no log files. Needs manage on every job.",
+            )
+        },
         "/reload": {
             "get": operation(
                 "daemon",
