@@ -100,3 +100,67 @@ def test_procfile_is_a_session(tmp_path: Path) -> None:
     write(tmp_path / "Procfile", "web python3\n")
     with pytest.raises(ConfigError, match=re.escape("Procfile:1: expected 'name: command'")):
         load_file(str(main))
+
+
+OLD_INI = """\
+[gaffer]
+bind = 127.0.0.1:5000
+
+[job:web]
+cmd = python3
+args = -m http.server 8000
+numprocesses = 2
+env:MODE = prod
+redirect_output = stdout, stderr
+flapping = 3 2 5 4
+
+[process:worker/batch]
+cmd = ./work.sh
+shell = true
+graceful_timeout = 30
+priority = 5
+
+[env:web]
+lang = C.UTF-8
+
+[webhooks]
+load = http://hooks.example/load
+"""
+
+
+def test_gaffer_05_ini_is_read_and_converted(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+    from gaffer.daemon.config import parse
+
+    ini_file = write(tmp_path / "gafferd.ini", OLD_INI)
+    cfg = load_file(str(ini_file))
+    assert cfg.http.bind == ("127.0.0.1:5000",)
+    jobs = {(e.session, e.config.name): e.config for e in cfg.jobs}
+    web = jobs["default", "web"]
+    assert web.args == ("-m", "http.server", "8000") and web.numprocesses == 2
+    assert web.env == {"MODE": "prod", "LANG": "C.UTF-8"} and web.os_env is True
+    assert (web.flapping.attempts, web.flapping.window) == (3, 2.0)
+    worker = jobs["batch", "worker"]
+    assert worker.shell and worker.graceful_timeout == 30 and worker.priority == 5
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, str(root / "gafferd"), "--convert", str(ini_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(
+        "# [webhooks] load = http://hooks.example/load: gaffer has no webhooks"
+    )
+    converted = parse(r.stdout, "converted.yml")
+    assert {(e.session, e.config.name): e.config for e in converted.jobs} == jobs
+    assert yaml.safe_load(r.stdout)["daemon"] == {"bind": ["127.0.0.1:5000"]}
+
+    write(tmp_path / "bad.ini", "[job:web]\ncmd = x\nnumprocesses = many\n")
+    with pytest.raises(ConfigError, match=re.escape("[job:web] numprocesses: bad value 'many'")):
+        load_file(str(tmp_path / "bad.ini"))

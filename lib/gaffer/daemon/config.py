@@ -423,6 +423,10 @@ def _procfile(value: Any, base_dir: str, source: str, line: int | None) -> list[
 
 
 def load_file(path: str) -> DaemonConfig:
+    if path.endswith(".ini"):  # gaffer 0.5's format
+        from gaffer.daemon import ini
+
+        return ini.load(path)
     return _parse_file(path)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gaffer import __version__
+from gaffer.daemon import ini
 from gaffer.daemon.config import DaemonConfig, load_file
 from gaffer.daemon.logs import LogFiles
 from gaffer.daemon.notify import Notifier
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="create an admin user in the state dir's key store and exit; the password is "
         "read from $GAFFERD_ADMIN_PASSWORD, else asked for on the terminal, else read from stdin",
+    )
+    p.add_argument(
+        "--convert",
+        metavar="OLD.ini",
+        help="print the YAML equivalent of a gaffer 0.5 gafferd.ini and exit",
     )
     p.add_argument("--version", action="version", version=f"gafferd {__version__}")
     return p
@@ -331,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s [gafferd] %(levelname)s %(message)s",
         handlers=[handler],
     )
+    if args.convert:
+        try:
+            sys.stdout.write(ini.convert(args.convert))
+        except GafferError as e:
+            print(f"gafferd: {e.reason}", file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK
     path = args.config or find_config()
     try:
         config = load_file(path) if path else DaemonConfig()
