@@ -513,3 +513,37 @@ def test_create_admin_user_then_log_in(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_daemon_mode_returns_once_serving(tmp_path: Path) -> None:
+    pidfile = tmp_path / "gafferd.pid"
+    errlog = tmp_path / "gafferd.log"
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600']}\n")
+    r = gafferd(
+        "-c",
+        str(cfg),
+        *private_api(tmp_path),
+        "--daemon",
+        "--pidfile",
+        str(pidfile),
+        "--error-log",
+        str(errlog),
+    )
+    assert r.returncode == 0, r.stderr
+    pid = int(pidfile.read_text())
+    daemon = psutil.Process(pid)
+    try:
+        assert os.getsid(pid) != os.getsid(0)  # detached: a session of its own
+        code, body = curl("--unix-socket", str(tmp_path / "run" / "gafferd.sock"), "http://g/jobs")
+        assert (code, body) == (200, '{"jobs":["default.web"]}')
+        assert "API listening on" in errlog.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+        assert not pidfile.exists()
+    finally:
+        if daemon.is_running() and daemon.status() != psutil.STATUS_ZOMBIE:
+            daemon.kill()
+    # a daemon that cannot start says so through the command's exit code
+    r = gafferd(*private_api(tmp_path), "--daemon", "--bind", "256.1.1.1:80")
+    assert r.returncode == 2

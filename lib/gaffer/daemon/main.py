@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"where keys and users are kept (default: {default_state_dir()})",
     )
     p.add_argument(
+        "--daemon",
+        action="store_true",
+        help="run in the background (detached, stdio on /dev/null; use --error-log and "
+        "--pidfile); the command returns once the daemon serves",
+    )
+    p.add_argument(
         "--pidfile",
         metavar="FILE",
         help="write the daemon's pid here (atomically); refuse to start if it names a live process",
@@ -185,7 +191,14 @@ def summary(manager: Manager) -> str:
     return f"{len(jobs)} job(s), {procs} process(es)"
 
 
-def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None = None) -> int:
+def run(
+    config: DaemonConfig,
+    pidfile: PidFile | None = None,
+    path: str | None = None,
+    started: Callable[[int], None] | None = None,
+) -> int:
+    """Run the daemon until it is stopped. ``started`` hears 0 once it serves,
+    or the exit code when it cannot start (for ``--daemon``'s parent)."""
     manager = Manager(loop_kind=config.loop)
     notifier = Notifier()
     api = HttpApp(config.http)
@@ -213,6 +226,8 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
         manager.loop.close()
         if pidfile is not None:
             pidfile.remove()
+        if started is not None:
+            started(EXIT_USAGE)
         return EXIT_USAGE
     for addr in api.addresses:
         where = (
@@ -273,6 +288,8 @@ def run(config: DaemonConfig, pidfile: PidFile | None = None, path: str | None =
     )
     # Listeners are up and the config is loaded: tell systemd.
     notifier.ready(f"gafferd {__version__}: {summary(manager)}")
+    if started is not None:
+        started(EXIT_OK)
     notifier.start_watchdog(manager.loop)
     try:
         manager.run()
@@ -369,7 +386,37 @@ def main(argv: list[str] | None = None) -> int:
         return create_admin_user(config, args.create_admin_user)
     if path is None:
         log.info("no config file found: running on the embedded default (no jobs)")
-    return run(config, PidFile(args.pidfile) if args.pidfile else None, path)
+    pidfile = PidFile(args.pidfile) if args.pidfile else None
+    if args.daemon:
+        return daemonize(lambda started: run(config, pidfile, path, started))
+    return run(config, pidfile, path)
+
+
+def daemonize(body: Callable[[Callable[[int], None]], int]) -> int:
+    """Run ``body`` in a detached grandchild (own session, stdio on /dev/null);
+    the calling process exits once it serves (0) or failed to start (2)."""
+    read_fd, write_fd = os.pipe()
+    if os.fork():
+        os.close(write_fd)
+        status = os.read(read_fd, 1)  # blocks: nothing else runs in this process
+        os.close(read_fd)
+        return status[0] if status else EXIT_USAGE
+    os.close(read_fd)
+    os.setsid()
+    if os.fork():
+        os._exit(0)  # the grandchild can never reacquire a terminal
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    # The working directory is kept: relative paths in the config and flags
+    # (socket, state dir, log templates) mean what they meant at start.
+
+    def started(code: int) -> None:
+        os.write(write_fd, bytes([code]))
+        os.close(write_fd)
+
+    os._exit(body(started))
 
 
 if __name__ == "__main__":
