@@ -547,3 +547,39 @@ def test_daemon_mode_returns_once_serving(tmp_path: Path) -> None:
     # a daemon that cannot start says so through the command's exit code
     r = gafferd(*private_api(tmp_path), "--daemon", "--bind", "256.1.1.1:80")
     assert r.returncode == 2
+
+
+def test_output_flood_never_stops_the_api(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  flood:\n"
+        "    cmd: 'yes'\n"
+        "    args: ['flood flood flood flood flood flood flood flood flood flood flood']\n"
+    )
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"default.flood.0 | flood")
+        # From here on nobody reads the daemon's stderr: its pipe fills up at once.
+        for _ in range(20):
+            started = time.monotonic()
+            assert curl("--unix-socket", sock, "http://g/ping") == (200, "OK")
+            assert time.monotonic() - started < 2.0
+        code, body = curl("--unix-socket", sock, "http://g/jobs/default/flood")
+        assert code == 200 and json.loads(body)["running"] == 1
+        # the output still reaches a reader that wants it: the stream API
+        code, body = curl(
+            "--unix-socket",
+            sock,
+            f"http://g/streams/{json.loads(body)['processes'][0]}/stdout?feed=longpoll&offset=0",
+        )
+        assert code == 200 and "flood flood" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0  # and it stops, pipe full or not
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

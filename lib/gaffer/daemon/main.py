@@ -26,6 +26,7 @@ from gaffer.daemon.config import DaemonConfig, load_file
 from gaffer.daemon.logs import LogFiles
 from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
+from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader
 from gaffer.errors import GafferError
 from gaffer.events import Event
@@ -109,9 +110,17 @@ def _parser() -> argparse.ArgumentParser:
 class ConsoleApp:
     """Prints process output and lifecycle events to stderr."""
 
-    def __init__(self, stream: Any = None, skip: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        stream: Any = None,
+        skip: Callable[[str], bool] | None = None,
+        pump: Pump | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.skip = skip  # jobs whose output goes elsewhere (log files)
+        # With a pump, output is written by a thread: a full stderr pipe (a stalled
+        # reader) must not stop the loop.
+        self.pump = pump
         self.manager: Manager | None = None
         self._partial: dict[tuple[int, str], bytes] = {}
 
@@ -148,8 +157,12 @@ class ConsoleApp:
     def _print(self, name: str, index: int, data: bytes) -> None:
         prefix = f"{name}.{index} | "
         lines = data.decode("utf-8", "replace").split("\n")
-        self.stream.write("".join(f"{prefix}{line}\n" for line in lines))
-        self.stream.flush()
+        text = "".join(f"{prefix}{line}\n" for line in lines)
+        if self.pump is not None:
+            self.pump.put(text.encode())
+        else:
+            self.stream.write(text)
+            self.stream.flush()
 
     def _event(self, event: Event) -> None:
         d = event.data
@@ -196,6 +209,7 @@ def run(
     pidfile: PidFile | None = None,
     path: str | None = None,
     started: Callable[[int], None] | None = None,
+    pump: Pump | None = None,
 ) -> int:
     """Run the daemon until it is stopped. ``started`` hears 0 once it serves,
     or the exit code when it cannot start (for ``--daemon``'s parent)."""
@@ -218,7 +232,7 @@ def run(
     try:
         if pidfile is not None:
             pidfile.create()
-        manager.start(apps=[ConsoleApp(skip=logfiles.wants), logfiles, api])
+        manager.start(apps=[ConsoleApp(skip=logfiles.wants, pump=pump), logfiles, api])
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
         if manager.started:
@@ -340,6 +354,10 @@ def create_admin_user(config: DaemonConfig, username: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Job output and the daemon's log lines reach stderr through one writer
+    # thread: a reader that stalls costs dropped (and counted) output, never a
+    # blocked loop.
+    pump = Pump(_write_stderr)
     handler: logging.Handler
     if args.error_log:
         try:
@@ -348,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gafferd: --error-log {args.error_log}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = PumpHandler(pump)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s [gafferd] %(levelname)s %(message)s",
@@ -387,9 +405,17 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         log.info("no config file found: running on the embedded default (no jobs)")
     pidfile = PidFile(args.pidfile) if args.pidfile else None
-    if args.daemon:
-        return daemonize(lambda started: run(config, pidfile, path, started))
-    return run(config, pidfile, path)
+    try:
+        if args.daemon:
+            return daemonize(lambda started: run(config, pidfile, path, started, pump))
+        return run(config, pidfile, path, pump=pump)
+    finally:
+        pump.close()
+
+
+def _write_stderr(data: bytes) -> None:
+    sys.stderr.buffer.write(data)
+    sys.stderr.buffer.flush()
 
 
 def daemonize(body: Callable[[Callable[[int], None]], int]) -> int:
