@@ -583,3 +583,61 @@ def test_output_flood_never_stops_the_api(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_api_changes_survive_a_restart(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  a: {cmd: sleep, args: ['3600'], startsecs: 0}\n"
+        "  z: {cmd: sleep, args: ['3600'], startsecs: 0}\n"
+        "  idle: {cmd: sleep, args: ['3600'], startsecs: 0}\n"
+    )
+    sock = str(tmp_path / "run" / "gafferd.sock")
+
+    def start(*extra: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [*GAFFERD, "-c", str(cfg), *private_api(tmp_path), *extra], stderr=subprocess.PIPE
+        )
+        read_until(proc, b"API listening on")
+        return proc
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+    def state() -> dict[str, tuple[int, bool]]:
+        _, jobs = api_json(sock, "/jobs")
+        out = {}
+        for name in jobs["jobs"]:  # type: ignore[index]
+            _, info = api_json(sock, "/jobs/" + name.replace(".", "/", 1))
+            out[name] = (info["numprocesses"], info["active"])  # type: ignore[index]
+        return out
+
+    proc = start()
+    try:
+        post = ["--unix-socket", sock, "-X", "POST"]
+        assert (
+            curl(*post, "-d", '{"scale": "=3"}', "http://g/jobs/default/a/numprocesses")[0] == 200
+        )
+        body = '{"name": "b", "cmd": "sleep", "args": ["3600"], "numprocesses": 2}'
+        assert curl(*post, "-d", body, "http://g/jobs/default")[0] == 200
+        assert curl("--unix-socket", sock, "-X", "DELETE", "http://g/jobs/default/z")[0] == 200
+        assert curl(*post, "-d", "0", "http://g/jobs/default/idle/state")[0] == 202
+        expected = {"default.a": (3, True), "default.b": (2, True), "default.idle": (1, False)}
+        assert state() == expected
+        stop(proc)
+        proc = start()
+        assert state() == expected  # as the API left it
+        stop(proc)
+        proc = start("--no-restore")
+        assert state() == {
+            "default.a": (1, True),
+            "default.z": (1, True),
+            "default.idle": (1, True),
+        }
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

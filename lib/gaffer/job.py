@@ -235,6 +235,8 @@ class Job:
 
     def scale(self, n: object) -> int:
         new = parse_scale(self.numprocesses, n)
+        if new != self.numprocesses:
+            self._publish("scale", {"numprocesses": new})
         self.numprocesses = new
         # Surplus slots go from the top, so indices stay 0..n-1 (ports stay valid).
         for index in sorted(self.slots, reverse=True):

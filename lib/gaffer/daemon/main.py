@@ -28,6 +28,7 @@ from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader
+from gaffer.daemon.state import Persistence, StateStore, plan
 from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
@@ -97,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="create an admin user in the state dir's key store and exit; the password is "
         "read from $GAFFERD_ADMIN_PASSWORD, else asked for on the terminal, else read from stdin",
+    )
+    p.add_argument(
+        "--no-restore",
+        action="store_true",
+        help="start from the config file alone, ignoring the jobs the API had loaded, "
+        "unloaded, scaled, started or stopped (kept in the state dir)",
     )
     p.add_argument(
         "--convert",
@@ -210,11 +217,14 @@ def run(
     path: str | None = None,
     started: Callable[[int], None] | None = None,
     pump: Pump | None = None,
+    restore: bool = True,
 ) -> int:
     """Run the daemon until it is stopped. ``started`` hears 0 once it serves,
     or the exit code when it cannot start (for ``--daemon``'s parent)."""
     manager = Manager(loop_kind=config.loop)
     notifier = Notifier()
+    state_dir = config.http.state_dir
+    store = StateStore(os.path.join(state_dir, "state.db")) if state_dir else None
     api = HttpApp(config.http)
     reloader = Reloader(
         manager,
@@ -232,7 +242,14 @@ def run(
     try:
         if pidfile is not None:
             pidfile.create()
-        manager.start(apps=[ConsoleApp(skip=logfiles.wants, pump=pump), logfiles, api])
+        apps: list[Any] = [ConsoleApp(skip=logfiles.wants, pump=pump), logfiles, api]
+        if store is not None:
+            apps.append(
+                Persistence(
+                    store, lambda: [f"{e.session}.{e.config.name}" for e in reloader.config.jobs]
+                )
+            )
+        manager.start(apps=apps)
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
         if manager.started:
@@ -250,11 +267,16 @@ def run(
             else f"{'https' if config.http.tls else 'http'}://{addr[0]}:{addr[1]}"
         )
         log.info("API listening on %s", where)
-    for entry in config.jobs:
+    saved = store.load() if store is not None and restore else None
+    restored = 0
+    for item in plan(config.jobs, saved):
         try:
-            manager.load(entry.config, sessionid=entry.session)
+            manager.load(item.entry.config, sessionid=item.entry.session, start=item.start)
+            restored += item.restored
         except GafferError as e:
-            log.error("%s: %s", entry.config.name, e.reason)
+            log.error("%s: %s", item.entry.config.name, e.reason)
+    if restored:
+        log.info("restored %d job(s) as the API had left them (--no-restore skips this)", restored)
     stop_count = 0
 
     def on_signal(signum: int) -> None:
@@ -407,8 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     pidfile = PidFile(args.pidfile) if args.pidfile else None
     try:
         if args.daemon:
-            return daemonize(lambda started: run(config, pidfile, path, started, pump))
-        return run(config, pidfile, path, pump=pump)
+            return daemonize(
+                lambda started: run(config, pidfile, path, started, pump, not args.no_restore)
+            )
+        return run(config, pidfile, path, pump=pump, restore=not args.no_restore)
     finally:
         pump.close()
 

@@ -1,0 +1,181 @@
+"""What the API changed, kept across restarts: the jobs loaded, unloaded,
+scaled, started or stopped through it, in SQLite in the state dir.
+
+After every change (coalesced per loop turn) the whole running set is written
+in one transaction — jobs with their config, wanted size and whether they are
+active — along with the names the config file had, so that at the next start
+``plan()`` can tell a job unloaded through the API (in the file then, gone
+from the set) from one added to the file since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gaffer.config import ProcessConfig
+from gaffer.daemon.config import JobEntry
+from gaffer.errors import GafferError
+from gaffer.events import Event
+from gaffer.manager import Manager
+
+log = logging.getLogger("gafferd.state")
+
+EVENTS = ("load", "unload", "update", "start", "stop", "scale")
+
+
+@dataclass
+class Planned:
+    """A job to load at start, as the previous run left it."""
+
+    entry: JobEntry
+    start: bool
+    restored: bool  # changed by the saved state (not just the file)
+
+
+class StateStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gafferd-state")
+
+    def _connect(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(self.path)
+        conn.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
+        os.chmod(self.path, 0o600)
+        return conn
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state (at start, before the loop runs)."""
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with contextlib.closing(self._connect()) as conn:
+                row = conn.execute("SELECT value FROM state WHERE key = 'jobs'").fetchone()
+        except sqlite3.Error as e:
+            log.error(
+                "%s: cannot read the saved state (%s); starting from the config", self.path, e
+            )
+            return None
+        return json.loads(row[0]) if row else None
+
+    def _save(self, snapshot: dict[str, Any]) -> None:
+        with contextlib.closing(self._connect()) as conn, conn:  # one transaction
+            conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('jobs', ?)",
+                (json.dumps(snapshot),),
+            )
+
+    async def save(self, snapshot: dict[str, Any]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._save, snapshot)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def snapshot(manager: Manager, file_jobs: list[str]) -> dict[str, Any]:
+    jobs = {}
+    for name in manager.jobs():
+        job = manager.get(name)
+        jobs[name] = {
+            "config": job.config.to_dict(),
+            "numprocesses": job.numprocesses,
+            "active": job.active,
+        }
+    return {"version": 1, "file_jobs": sorted(file_jobs), "jobs": jobs}
+
+
+def plan(file_jobs: list[JobEntry], saved: dict[str, Any] | None) -> list[Planned]:
+    """What to load at start: the config file's jobs, changed as the API had
+    changed them; API-loaded jobs again; API-unloaded ones not at all. A job
+    whose definition changed in the file since takes the file's."""
+    if not saved:
+        return [Planned(e, e.config.start, False) for e in file_jobs]
+    before_file = set(saved.get("file_jobs", []))
+    jobs: dict[str, Any] = saved.get("jobs", {})
+    out: list[Planned] = []
+    for e in file_jobs:
+        name = f"{e.session}.{e.config.name}"
+        rec = jobs.get(name)
+        if rec is None:
+            if name in before_file:
+                continue  # unloaded through the API: stays unloaded
+            out.append(Planned(e, e.config.start, False))
+            continue
+        try:
+            saved_cfg = ProcessConfig.from_dict(rec["config"])
+        except (GafferError, KeyError, TypeError):
+            saved_cfg = None
+        if (
+            saved_cfg is not None
+            and saved_cfg.replace(numprocesses=e.config.numprocesses) == e.config
+        ):
+            cfg = e.config.replace(numprocesses=int(rec["numprocesses"]))
+            out.append(Planned(JobEntry(e.session, cfg), bool(rec["active"]), True))
+        else:
+            out.append(Planned(e, e.config.start, False))  # the file changed: it wins
+    file_names = {f"{e.session}.{e.config.name}" for e in file_jobs}
+    for name, rec in jobs.items():
+        if name in file_names or name in before_file:
+            continue  # a file job (handled above), or one since removed from the file
+        session = name.split(".", 1)[0]
+        try:
+            cfg = ProcessConfig.from_dict(rec["config"]).replace(
+                numprocesses=int(rec["numprocesses"])
+            )
+        except (GafferError, KeyError, TypeError, ValueError) as e:
+            log.error("saved job %s cannot be restored: %s", name, e)
+            continue
+        out.append(Planned(JobEntry(session, cfg), bool(rec["active"]), True))
+    return out
+
+
+class Persistence:
+    """A manager app saving the running set after every change."""
+
+    def __init__(self, store: StateStore, file_jobs: Any) -> None:
+        self.store = store
+        self.file_jobs = file_jobs  # () -> names of the config file's jobs, now
+        self.manager: Manager | None = None
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop, manager: Manager) -> None:
+        self.manager = manager
+        for type_ in EVENTS:
+            manager.emitter.subscribe(type_, self._changed)
+
+    def _changed(self, event: Event) -> None:
+        if self._scheduled or self.manager is None or not self.manager.active:
+            return  # a shutdown stops jobs: that is not a change to remember
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._save)
+
+    def _save(self) -> None:
+        self._scheduled = False
+        if self.manager is None or not self.manager.active:
+            return
+        snap = snapshot(self.manager, self.file_jobs())
+        task = asyncio.ensure_future(self.store.save(snap))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cannot save the state: %s", task.exception())
+
+    async def stop(self) -> None:
+        if self.manager is not None:
+            for type_ in EVENTS:
+                self.manager.emitter.unsubscribe(type_, self._changed)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.store.close()
