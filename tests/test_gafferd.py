@@ -641,3 +641,46 @@ def test_api_changes_survive_a_restart(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_after_a_sigkill_the_next_daemon_stops_the_orphans(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600'], numprocesses: 2, startsecs: 0}\n")
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"API listening on")
+        first = os_pids(sock, "web")
+        assert len(first) == 2
+        # the state (with these processes) is saved after their spawns; wait for that write
+        state_db = tmp_path / "state" / "state.db"
+        deadline = time.monotonic() + 10
+        while not (
+            state_db.exists() and all(str(p).encode() in state_db.read_bytes() for p in first)
+        ):
+            assert time.monotonic() < deadline, "the state was never saved"
+            time.sleep(0.02)
+        proc.kill()  # SIGKILL: no chance to stop anything
+        proc.wait()
+        assert all(psutil.pid_exists(p) for p in first)  # orphans, unsupervised
+        proc = subprocess.Popen(
+            [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+        )
+        out = read_until(proc, b"API listening on")
+        assert b"the previous gafferd left 2 process(es) running unsupervised; stopped them" in out
+        second = os_pids(sock, "web")
+        assert len(second) == 2 and not second & first
+        for p in first:  # gone (a zombie of ours at most, until reaped)
+            assert not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+        sleeps = [
+            c for c in psutil.Process(proc.pid).children(recursive=True) if c.name() == "sleep"
+        ]
+        assert len(sleeps) == 2  # no duplicates
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

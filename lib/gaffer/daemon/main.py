@@ -28,7 +28,7 @@ from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader
-from gaffer.daemon.state import Persistence, StateStore, plan
+from gaffer.daemon.state import Persistence, StateStore, plan, stop_previous
 from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
@@ -237,6 +237,15 @@ def run(
         ),
     )
     api.reloader = reloader
+    previous = store.load() if store is not None else None
+    stopped = stop_previous(previous)
+    if stopped:
+        log.warning(
+            "the previous gafferd left %d process(es) running unsupervised; stopped them "
+            "before starting anything: %s",
+            len(stopped),
+            " ".join(map(str, stopped)),
+        )
     logfiles = LogFiles(config.logs, config.job_logs)
     api.reopen_logs = logfiles.reopen
     try:
@@ -267,7 +276,7 @@ def run(
             else f"{'https' if config.http.tls else 'http'}://{addr[0]}:{addr[1]}"
         )
         log.info("API listening on %s", where)
-    saved = store.load() if store is not None and restore else None
+    saved = previous if restore else None
     restored = 0
     for item in plan(config.jobs, saved):
         try:

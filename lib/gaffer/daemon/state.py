@@ -15,10 +15,14 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import psutil
 
 from gaffer.config import ProcessConfig
 from gaffer.daemon.config import JobEntry
@@ -28,7 +32,9 @@ from gaffer.manager import Manager
 
 log = logging.getLogger("gafferd.state")
 
-EVENTS = ("load", "unload", "update", "start", "stop", "scale")
+EVENTS = ("load", "unload", "update", "start", "stop", "scale", "spawn", "reap")
+START_TIME_SLACK = 2.0  # seconds between our clock at spawn and the kernel's start time
+PREVIOUS_GRACE = 5.0  # seconds the previous generation gets to exit on SIGTERM
 
 
 @dataclass
@@ -81,6 +87,11 @@ class StateStore:
 
 
 def snapshot(manager: Manager, file_jobs: list[str]) -> dict[str, Any]:
+    procs = [
+        {"os_pid": p.os_pid, "started": p.create_time, "job": p.name}
+        for p in manager.list()
+        if p.os_pid is not None and p.create_time is not None and p.alive
+    ]
     jobs = {}
     for name in manager.jobs():
         job = manager.get(name)
@@ -89,7 +100,51 @@ def snapshot(manager: Manager, file_jobs: list[str]) -> dict[str, Any]:
             "numprocesses": job.numprocesses,
             "active": job.active,
         }
-    return {"version": 1, "file_jobs": sorted(file_jobs), "jobs": jobs}
+    return {"version": 1, "file_jobs": sorted(file_jobs), "jobs": jobs, "procs": procs}
+
+
+def stop_previous(saved: dict[str, Any] | None) -> list[int]:
+    """Stop what a previous gafferd that died without stopping its jobs (SIGKILL,
+    OOM) left running, before anything is spawned: no orphan keeps running
+    unsupervised, none is duplicated. A recorded process counts only if it is
+    still the same one (its start time matches): a reused pid is left alone.
+    Runs at start, before the loop serves anything. Returns the pids stopped."""
+    found: list[psutil.Process] = []
+    for rec in (saved or {}).get("procs", []):
+        try:
+            proc = psutil.Process(int(rec["os_pid"]))
+            if abs(proc.create_time() - float(rec["started"])) > START_TIME_SLACK:
+                continue
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            continue
+        found.append(proc)
+    for proc in found:
+        # its whole group: what it started goes with it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    alive = _wait_gone(found, PREVIOUS_GRACE)
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    _wait_gone(alive, PREVIOUS_GRACE)
+    return [p.pid for p in found]
+
+
+def _running(proc: psutil.Process) -> bool:
+    # An orphan's zombie (waiting for whoever adopted it to reap it) is gone for us.
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.05)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def plan(file_jobs: list[JobEntry], saved: dict[str, Any] | None) -> list[Planned]:
