@@ -684,3 +684,37 @@ def test_after_a_sigkill_the_next_daemon_stops_the_orphans(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    job = f"jobs:\n  chatty:\n    cmd: sh\n    args: ['-c', \"{CHATTY}\"]\n    startsecs: 0\n"
+    cfg.write_text(job)
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"default.chatty.0 | line-40-")  # on stderr
+        log_file = tmp_path / "logs" / "chatty.log"
+        cfg.write_text(f"daemon:\n  logs: '{tmp_path}/logs/{{job}}.log'\n" + job)
+        code, body = api_json(sock, "/reload", "POST")
+        assert code == 200 and body["unchanged"] == ["default.chatty"]  # type: ignore[index]
+        _, info = api_json(sock, "/jobs/default/chatty")
+        pid = info["processes"][0]  # type: ignore[index]
+        curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"signal": "USR2"}',
+            f"http://g/{pid}/signal",
+        )
+        assert wait_file(log_file, "usr2 0").strip() == "usr2 0"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -127,6 +127,14 @@ class LogFiles:
         self._thread: threading.Thread | None = None
         self.errors = 0
 
+    def configure(
+        self, default: LogSettings | None, per_job: dict[str, LogSettings | None]
+    ) -> None:
+        """New settings (after a reload): files are reopened under the new names."""
+        self.default = default
+        self.per_job = per_job
+        self.reopen()
+
     def settings_for(self, job: str) -> LogSettings | None:
         return self.per_job.get(job, self.default)
 
@@ -193,6 +201,7 @@ class LogFiles:
                 self._reopen.clear()
                 for f in self._files.values():
                     f.close()
+                self._files.clear()  # new settings (a reload) apply from here
             if item is None:
                 break
             path, job, data = item

@@ -27,7 +27,7 @@ from gaffer.daemon.logs import LogFiles
 from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
-from gaffer.daemon.reload import Reloader
+from gaffer.daemon.reload import Reloader, ReloadResult
 from gaffer.daemon.state import Persistence, StateStore, plan, stop_previous
 from gaffer.errors import GafferError
 from gaffer.events import Event
@@ -226,16 +226,18 @@ def run(
     state_dir = config.http.state_dir
     store = StateStore(os.path.join(state_dir, "state.db")) if state_dir else None
     api = HttpApp(config.http)
-    reloader = Reloader(
-        manager,
-        config,
-        path,
-        on_start=notifier.reloading,
-        on_done=lambda result: notifier.ready(
+    logfiles = LogFiles(config.logs, config.job_logs)
+
+    def reloaded(result: ReloadResult) -> None:
+        if result.ok:
+            # where output goes follows the file too: the next write uses it
+            logfiles.configure(reloader.config.logs, reloader.config.job_logs)
+        notifier.ready(
             f"gafferd {__version__}: {summary(manager)}"
             + ("" if result.ok else f"; last reload failed: {result.error}")
-        ),
-    )
+        )
+
+    reloader = Reloader(manager, config, path, on_start=notifier.reloading, on_done=reloaded)
     api.reloader = reloader
     previous = store.load() if store is not None else None
     stopped = stop_previous(previous)
@@ -246,7 +248,6 @@ def run(
             len(stopped),
             " ".join(map(str, stopped)),
         )
-    logfiles = LogFiles(config.logs, config.job_logs)
     api.reopen_logs = logfiles.reopen
     try:
         if pidfile is not None:
