@@ -718,3 +718,105 @@ def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reexec_keeps_every_child_and_its_output(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  web: {cmd: sleep, args: ['3600'], numprocesses: 2, startsecs: 0}\n"
+        f"  chatty:\n    cmd: sh\n    args: ['-c', \"{CHATTY}\"]\n    startsecs: 0\n"
+    )
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path), "--pidfile", str(tmp_path / "g.pid")],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        read_until(proc, b"default.chatty.0 | line-40-")
+        before = {j: os_pids(sock, j) for j in ("web", "chatty")}
+        _, info = api_json(sock, "/jobs/default/web")
+        internal = info["processes"]  # type: ignore[index]
+        proc.send_signal(signal.SIGUSR2)
+        read_until(proc, b"re-executed in place: adopted 3 process(es)")  # API up before it
+        assert (tmp_path / "g.pid").read_text() == f"{proc.pid}\n"  # the same daemon pid
+        assert {j: os_pids(sock, j) for j in before} == before  # no child restarted
+        _, info = api_json(sock, "/jobs/default/web")
+        assert info["processes"] == internal  # type: ignore[index]
+        # the pipes are still captured
+        _, chatty = api_json(sock, "/jobs/default/chatty")
+        pid = chatty["processes"][0]  # type: ignore[index]
+        curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"signal": "USR2"}',
+            f"http://g/{pid}/signal",
+        )
+        read_until(proc, b"default.chatty.0 | usr2 0")
+        # still supervised: a killed child is replaced, with a new internal pid
+        victim = internal[0]
+        code, _ = curl(
+            "--unix-socket",
+            sock,
+            "-X",
+            "POST",
+            "-d",
+            '{"signal": "KILL"}',
+            f"http://g/{victim}/signal",
+        )
+        assert code == 202
+        read_until(proc, b"exited with signal 9")
+        # and through the API too
+        assert curl("--unix-socket", sock, "-X", "POST", "http://g/reexec")[0] == 202
+        read_until(proc, b"re-executed in place: adopted 3 process(es)")
+        assert os_pids(sock, "chatty") == before["chatty"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_daemon_apps_log_level_and_error_log_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "import pathlib\n"
+        "class App:\n"
+        "    def start(self, loop, manager):\n"
+        "        pathlib.Path(__file__).with_name('started').write_text(str(manager.jobs()))\n"
+        "    def stop(self):\n"
+        "        pathlib.Path(__file__).with_name('stopped').write_text('yes')\n"
+        "def make():\n"
+        "    return App()\n"
+    )
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "daemon:\n  apps: ['myapp:make']\n  log_level: warning\n  error_log: daemon.log\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], env=env)
+    try:
+        sock = tmp_path / "run" / "gafferd.sock"
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "the app never started"
+            time.sleep(0.02)
+        assert curl("--unix-socket", str(sock), "http://g/ping") == (200, "OK")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert (tmp_path / "stopped").read_text() == "yes"
+        log_text = (tmp_path / "daemon.log").read_text()
+        assert "API listening" not in log_text  # info lines are below warning
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    cfg.write_text("daemon:\n  apps: ['nosuchmodule:make']\n")
+    r = gafferd("-c", str(cfg), *private_api(tmp_path))
+    assert r.returncode == 2 and "daemon.apps: nosuchmodule:make: ModuleNotFoundError" in r.stderr
+    cfg.write_text("daemon:\n  log_level: chatty\n")
+    r = gafferd("--check", "-c", str(cfg))
+    assert r.returncode == 2 and "gafferd.yml:2: daemon.log_level: must be one of" in r.stderr

@@ -962,3 +962,24 @@ async def test_big_loads_spawn_in_batches_and_keep_the_loop_free(manager: Manage
     await manager.wait_running("big", timeout=TIMEOUT)
     assert ran_between and ran_between[0] < 3 * SPAWN_BATCH
     assert [p.index for p in job.processes] == list(range(3 * SPAWN_BATCH))
+
+
+async def test_handoff_refused_while_processes_are_stopping(manager: Manager) -> None:
+    job = manager.load(
+        {
+            "name": "slow",
+            "cmd": PYTHON,
+            "args": [child("ignore_term.py")],
+            "graceful_timeout": 30,
+            "startsecs": 0,
+        }
+    )
+    await manager.wait_running("slow", timeout=TIMEOUT)
+    out = manager.subscribe("stream")
+    await output_of(out, b"ready")
+    manager.unsubscribe("stream", out)
+    stopping = manager.stop_process(job.pids[0])
+    with pytest.raises(InvalidState, match="processes are stopping"):
+        manager.handoff()
+    manager.get_process(job.pids[0]).kill_group_now()
+    await stopping

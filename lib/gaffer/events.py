@@ -81,6 +81,11 @@ class EventEmitter:
         """The sequence number of the last event published (0 before any)."""
         return self._seq
 
+    def advance(self, seq: int) -> None:
+        """Continue numbering after ``seq`` (a re-executed daemon keeps its
+        predecessor's sequence, so clients resuming by event id stay right)."""
+        self._seq = max(self._seq, seq)
+
     def subscribe(self, topic: str, listener: Listener) -> None:
         topic = "." if topic in ("", ".") else topic
         self._subs.setdefault(topic, []).append(listener)

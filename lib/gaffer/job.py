@@ -306,6 +306,51 @@ class Job:
             raise
         return proc
 
+    def handoff(self) -> list[dict[str, Any]]:
+        """For a re-exec: every live process of the job, handed over (see
+        :meth:`Process.handoff`), with its slot (None for one-off runs)."""
+        self._cancel_manage()
+        out = []
+        for index, slot in sorted(self.slots.items()):
+            slot.cancel_timer()
+            if slot.process is not None:
+                rec = slot.process.handoff()
+                if rec is not None:
+                    out.append({**rec, "slot": index})
+        for proc in list(self.once.values()):
+            rec = proc.handoff()
+            if rec is not None:
+                out.append({**rec, "slot": None})
+        return out
+
+    def adopt(self, records: list[dict[str, Any]]) -> None:
+        """Take over processes a previous daemon handed over (same pids)."""
+        ctx = self.ctx
+        for rec in records:
+            committed = rec["slot"] is None
+            proc = Process(
+                executables=self.executables,
+                loop=ctx.loop,
+                emitter=ctx.emitter,
+                watcher=ctx.watcher,
+                pid=int(rec["pid"]),
+                job=self.name,
+                config=self.config,
+                index=int(rec["index"]),
+                env=self.env,
+                committed=committed,
+                graceful_timeout=rec.get("graceful_timeout"),
+                on_exit=self._on_exit,
+            )
+            if committed:
+                self.once[proc.pid] = proc
+            else:
+                slot = self.slots[rec["slot"]] = Slot(rec["slot"])
+                slot.process = proc
+                slot.status = "running"
+            ctx._register(proc)
+            proc.adopt(rec)
+
     def commit(
         self, graceful_timeout: float | None = None, env: Mapping[str, str] | None = None
     ) -> Process:

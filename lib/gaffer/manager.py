@@ -240,6 +240,58 @@ class Manager:
 
     # -- ids and registry ---------------------------------------------------------
 
+    def check_handoff(self) -> None:
+        """Refuse a hand-over while processes are on their way out (a rollout, a
+        scale-down, a stop): they could not be handed over, nor left behind."""
+        self._require_active()
+        busy = [
+            j.name
+            for j in self._all_jobs()
+            if j.retiring
+            or j.config_ops
+            or j.lingering
+            or any(p.state == states.STOPPING for p in j.all_processes())
+        ]
+        if busy or self._lingering or self._draining or self._unloading:
+            what = ", ".join(busy) or "a job being unloaded"
+            raise InvalidState(f"processes are stopping ({what}); re-execute once they are gone")
+
+    def handoff(self) -> dict[str, Any]:
+        """Everything a re-executed daemon needs to carry on with the same jobs
+        and processes (same internal and OS pids, pipes kept open across exec).
+        After this the manager watches nothing: exec (or exit) must follow."""
+        self.check_handoff()
+        jobs = []
+        for job in self._all_jobs():
+            jobs.append(
+                {
+                    "session": job.session,
+                    "config": job.config.to_dict(),
+                    "env": job.env,
+                    "numprocesses": job.numprocesses,
+                    "active": job.active,
+                    "processes": job.handoff(),
+                }
+            )
+        return {"next_pid": next(self._pid_counter), "seq": self.emitter.last_seq, "jobs": jobs}
+
+    def adopt(self, state: Mapping[str, Any]) -> int:
+        """Load the jobs of a :meth:`handoff` and take over their processes;
+        returns how many processes were adopted."""
+        self._require_active()
+        self._pid_counter = itertools.count(int(state["next_pid"]))
+        self.emitter.advance(int(state.get("seq", 0)))
+        adopted = 0
+        for rec in state["jobs"]:
+            config = ProcessConfig.from_dict(rec["config"])
+            job = self.load(config, sessionid=rec["session"], env=rec["env"], start=False)
+            job.numprocesses = int(rec["numprocesses"])
+            job.adopt(rec["processes"])
+            adopted += len(rec["processes"])
+            if rec["active"]:
+                job.start()  # spawns only the slots that have no process
+        return adopted
+
     def get_process_id(self) -> int:
         """A new internal pid: a counter, never reused."""
         return next(self._pid_counter)

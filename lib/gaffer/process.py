@@ -187,6 +187,61 @@ class Process:
         else:
             self._timer = self.loop.call_later(startsecs, self._started)
 
+    def handoff(self) -> dict[str, Any] | None:
+        """For a re-exec of the daemon: stop watching and reading this process
+        but leave it running, its pipes open and inheritable; returns what the
+        next daemon needs to adopt it (None when there is nothing to hand over)."""
+        if (
+            self.os_pid is None
+            or self.exit is not None
+            or self.state
+            not in (
+                states.STARTING,
+                states.RUNNING,
+            )
+        ):
+            return None
+        self._watcher.remove(self.os_pid)
+        for timer in (self._timer, self._kill_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._kill_timer = None
+        readers = {label: r.detach() for label, r in self.readers.items()}
+        writers = {label: w.detach() for label, w in self.writers.items()}
+        for fd in [*readers.values(), *writers.values()]:
+            if fd is not None:
+                os.set_inheritable(fd, True)
+        return {
+            "pid": self.pid,
+            "index": self.index,
+            "os_pid": self.os_pid,
+            "create_time": self.create_time,
+            "env": self.env,
+            "argv": self.argv,
+            "committed": self.committed,
+            "graceful_timeout": self.graceful_timeout,
+            "readers": {k: v for k, v in readers.items() if v is not None},
+            "writers": {k: v for k, v in writers.items() if v is not None},
+        }
+
+    def adopt(self, rec: Mapping[str, Any]) -> None:
+        """Take over a process handed over by :meth:`handoff` (after a re-exec it
+        is still our child): watch it, read its pipes, call it running."""
+        self.env = dict(rec.get("env") or {})
+        self.argv = list(rec.get("argv") or [])
+        self.os_pid = int(rec["os_pid"])
+        self.create_time = float(rec["create_time"])
+        self.started_mono = time.monotonic() - max(0.0, time.time() - self.create_time)
+        self._watcher.add(self.os_pid, self._exited)
+        for label, fd in rec.get("writers", {}).items():
+            os.set_inheritable(fd, False)
+            self.writers[label] = PipeWriter(self.loop, fd)
+        for label, fd in rec.get("readers", {}).items():
+            os.set_inheritable(fd, False)
+            self._add_reader(label, fd)
+        self._publish("spawn", {**self._ids(), "adopted": True})
+        self._set_state(states.RUNNING, "adopted")
+
     def spawn_failed(self, error: Exception) -> None:
         """Report a process that could not be started as a failed start (exit 127,
         like a shell's "command not found")."""

@@ -99,6 +99,13 @@ class PipeReader:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def detach(self) -> int | None:
+        """Stop reading and give up the fd without closing it (a re-exec)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+        return fd
+
 
 class PipeWriter:
     """Writes to ``fd`` without blocking; owns and closes the fd."""
@@ -151,3 +158,11 @@ class PipeWriter:
             self._loop.remove_writer(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def detach(self) -> int | None:
+        """Give up the fd without closing it (a re-exec); unsent bytes are lost."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            self._loop.remove_writer(fd)
+        self._buf.clear()
+        return fd

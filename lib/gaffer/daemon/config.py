@@ -74,6 +74,10 @@ class DaemonConfig:
     # overrides (None there: stderr for that job)
     logs: LogSettings | None = None
     job_logs: dict[str, LogSettings | None] = field(default_factory=dict)
+    # the daemon's own log (flags override), and extra apps ("module:factory")
+    log_level: str | None = None
+    error_log: str | None = None
+    apps: list[str] = field(default_factory=list)
 
 
 DAEMON_KEYS = {
@@ -88,7 +92,11 @@ DAEMON_KEYS = {
     "replay_size",
     "client_buffer",
     "logs",
+    "log_level",
+    "error_log",
+    "apps",
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")
 TLS_KEYS = {"certfile", "keyfile", "client_ca"}
 
 
@@ -215,6 +223,36 @@ def parse(
                 line=line,
             )
     cfg.loop = daemon.get("loop")
+    if "log_level" in daemon:
+        if daemon["log_level"] not in LOG_LEVELS:
+            raise ConfigError(
+                "daemon.log_level",
+                f"must be one of {', '.join(LOG_LEVELS)}, got {daemon['log_level']!r}",
+                source=source,
+                line=_line_of(doc, ["daemon", "log_level"]),
+            )
+        cfg.log_level = daemon["log_level"]
+    if "error_log" in daemon:
+        if not isinstance(daemon["error_log"], str) or not daemon["error_log"]:
+            raise ConfigError(
+                "daemon.error_log",
+                f"must be a file path, got {daemon['error_log']!r}",
+                source=source,
+                line=_line_of(doc, ["daemon", "error_log"]),
+            )
+        cfg.error_log = os.path.join(base_dir, os.path.expanduser(daemon["error_log"]))
+    if "apps" in daemon:
+        apps = daemon["apps"]
+        if not isinstance(apps, list) or not all(
+            isinstance(a, str) and ":" in a and all(a.split(":", 1)) for a in apps
+        ):
+            raise ConfigError(
+                "daemon.apps",
+                f"expected a list of 'module:factory' names, got {apps!r}",
+                source=source,
+                line=_line_of(doc, ["daemon", "apps"]),
+            )
+        cfg.apps = list(apps)
     if daemon.get("logs") is not None:
         cfg.logs = _logs("daemon.logs", daemon["logs"], source, _line_of(doc, ["daemon", "logs"]))
     try:

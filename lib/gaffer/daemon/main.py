@@ -13,10 +13,13 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
+import importlib
+import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +32,7 @@ from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader, ReloadResult
 from gaffer.daemon.state import Persistence, StateStore, plan, stop_previous
-from gaffer.errors import GafferError
+from gaffer.errors import ConfigError, GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
 from gaffer.http.keystore import AuthStore
@@ -56,9 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="validate the config and exit (0 or 2)")
     p.add_argument(
         "--log-level",
-        default="info",
         choices=["debug", "info", "warning", "error"],
-        help="the daemon's log level (default: info)",
+        help="the daemon's log level (default: daemon.log_level, else info)",
     )
     p.add_argument(
         "--bind",
@@ -105,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="start from the config file alone, ignoring the jobs the API had loaded, "
         "unloaded, scaled, started or stopped (kept in the state dir)",
     )
+    p.add_argument("--reexec-state", help=argparse.SUPPRESS)
     p.add_argument(
         "--convert",
         metavar="OLD.ini",
@@ -192,6 +195,17 @@ class ConsoleApp:
 QUIT_GRACE = 1.0  # SIGQUIT: seconds before SIGKILL, whatever each job's graceful_timeout
 
 
+def load_app(name: str) -> Any:
+    """``module:factory`` from ``daemon.apps``: the factory is called with no
+    arguments and returns an app (``start(loop, manager)``, ``stop()``)."""
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        return factory()
+    except Exception as e:  # an app that cannot be built stops the start, clearly
+        raise ConfigError("daemon.apps", f"{name}: {type(e).__name__}: {e}") from None
+
+
 def find_config(environ: dict[str, str] | None = None) -> str | None:
     """``$GAFFERD_CONFIG``, else /etc/gaffer/gafferd.yml as root or
     ~/.gaffer/gafferd.yml otherwise; None when there is none (embedded default)."""
@@ -218,6 +232,7 @@ def run(
     started: Callable[[int], None] | None = None,
     pump: Pump | None = None,
     restore: bool = True,
+    handed_over: dict[str, Any] | None = None,
 ) -> int:
     """Run the daemon until it is stopped. ``started`` hears 0 once it serves,
     or the exit code when it cannot start (for ``--daemon``'s parent)."""
@@ -240,7 +255,8 @@ def run(
     reloader = Reloader(manager, config, path, on_start=notifier.reloading, on_done=reloaded)
     api.reloader = reloader
     previous = store.load() if store is not None else None
-    stopped = stop_previous(previous)
+    # After a re-exec the recorded processes are our own children, handed over.
+    stopped = stop_previous(previous) if handed_over is None else []
     if stopped:
         log.warning(
             "the previous gafferd left %d process(es) running unsupervised; stopped them "
@@ -253,6 +269,7 @@ def run(
         if pidfile is not None:
             pidfile.create()
         apps: list[Any] = [ConsoleApp(skip=logfiles.wants, pump=pump), logfiles, api]
+        apps += [load_app(name) for name in config.apps]
         if store is not None:
             apps.append(
                 Persistence(
@@ -279,7 +296,10 @@ def run(
         log.info("API listening on %s", where)
     saved = previous if restore else None
     restored = 0
-    for item in plan(config.jobs, saved):
+    if handed_over is not None:
+        adopted = manager.adopt(handed_over)
+        log.info("re-executed in place: adopted %d process(es), nothing restarted", adopted)
+    for item in plan(config.jobs, saved) if handed_over is None else ():
         try:
             manager.load(item.entry.config, sessionid=item.entry.session, start=item.start)
             restored += item.restored
@@ -326,6 +346,40 @@ def run(
         logfiles.reopen()
 
     manager.loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+
+    def reexec() -> None:
+        """Hand every process over to a new gafferd in this same PID."""
+        try:
+            manager.check_handoff()
+        except GafferError as e:
+            log.warning("not re-executing: %s", e.reason)
+            return
+        log.info("re-executing gafferd in place; every process keeps running")
+        notifier.reloading()
+        state = manager.handoff()
+        where = config.http.state_dir or tempfile.gettempdir()
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        fd, state_path = tempfile.mkstemp(prefix="gafferd-reexec-", suffix=".json", dir=where)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+        logfiles.stop()  # what was captured so far reaches its files
+        if pump is not None:
+            pump.close()
+        argv = _argv_without(sys.orig_argv[1:], ("--reexec-state",), ("--daemon",))
+        os.execv(sys.executable, [sys.executable, *argv, "--reexec-state", state_path])
+
+    def on_usr2() -> None:
+        log.info("SIGUSR2: re-executing")
+        reexec()
+
+    manager.loop.add_signal_handler(signal.SIGUSR2, on_usr2)
+
+    # POST /reexec answers first, then the exec happens on the next loop turns
+    def reexec_soon() -> None:
+        manager.check_handoff()  # refused now (409), not after the answer
+        manager.loop.call_later(0.05, reexec)
+
+    api.reexec = reexec_soon
     log.info(
         "gafferd %s running %d job(s) on %s",
         __version__,
@@ -390,20 +444,6 @@ def main(argv: list[str] | None = None) -> int:
     # thread: a reader that stalls costs dropped (and counted) output, never a
     # blocked loop.
     pump = Pump(_write_stderr)
-    handler: logging.Handler
-    if args.error_log:
-        try:
-            handler = logging.FileHandler(args.error_log)
-        except OSError as e:
-            print(f"gafferd: --error-log {args.error_log}: {e.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        handler = PumpHandler(pump)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s [gafferd] %(levelname)s %(message)s",
-        handlers=[handler],
-    )
     if args.convert:
         try:
             sys.stdout.write(ini.convert(args.convert))
@@ -417,6 +457,21 @@ def main(argv: list[str] | None = None) -> int:
     except GafferError as e:
         print(f"gafferd: {e.reason}", file=sys.stderr)
         return EXIT_USAGE
+    error_log = args.error_log or config.error_log
+    handler: logging.Handler
+    if error_log:
+        try:
+            handler = logging.FileHandler(error_log)
+        except OSError as e:
+            print(f"gafferd: error log {error_log}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        handler = PumpHandler(pump)
+    logging.basicConfig(
+        level=(args.log_level or config.log_level or "info").upper(),
+        format="%(asctime)s [gafferd] %(levelname)s %(message)s",
+        handlers=[handler],
+    )
     overrides: dict[str, Any] = {}
     if args.bind:
         overrides["bind"] = (*config.http.bind, *args.bind)
@@ -437,7 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         log.info("no config file found: running on the embedded default (no jobs)")
     pidfile = PidFile(args.pidfile) if args.pidfile else None
+    handed_over = None
+    if args.reexec_state:
+        try:
+            with open(args.reexec_state) as f:
+                handed_over = json.load(f)
+            os.unlink(args.reexec_state)
+        except (OSError, ValueError) as e:
+            print(f"gafferd: --reexec-state: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
+        if handed_over is not None:
+            return run(config, pidfile, path, pump=pump, restore=False, handed_over=handed_over)
         if args.daemon:
             return daemonize(
                 lambda started: run(config, pidfile, path, started, pump, not args.no_restore)
@@ -450,6 +516,21 @@ def main(argv: list[str] | None = None) -> int:
 def _write_stderr(data: bytes) -> None:
     sys.stderr.buffer.write(data)
     sys.stderr.buffer.flush()
+
+
+def _argv_without(
+    argv: list[str], with_value: tuple[str, ...], flags: tuple[str, ...]
+) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in with_value:
+            skip = True
+        elif arg not in flags and not any(arg.startswith(f + "=") for f in with_value):
+            out.append(arg)
+    return out
 
 
 def daemonize(body: Callable[[Callable[[int], None]], int]) -> int:

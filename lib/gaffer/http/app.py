@@ -53,6 +53,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/metrics", misc.MetricsHandler),
     (r"/reload", misc.ReloadHandler),
     (r"/logs/reopen", misc.ReopenLogsHandler),
+    (r"/reexec", misc.ReexecHandler),
     (r"/sessions", jobs.SessionsHandler),
     (r"/jobs", jobs.JobsHandler),
     (r"/jobs/([^/]+)", jobs.SessionJobsHandler),
@@ -172,6 +173,8 @@ class HttpApp:
         self.reloader: Any = NoReloader()
         # ...and what reopens its log files (POST /logs/reopen); None: no log files
         self.reopen_logs: Callable[[], None] | None = None
+        # ...and what re-executes it in place (POST /reexec); None: not a daemon
+        self.reexec: Callable[[], None] | None = None
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
         self._metrics: Any = None

@@ -57,6 +57,18 @@ class ReopenLogsHandler(BaseHandler):
         self.send_json({"ok": True}, 202)
 
 
+class ReexecHandler(BaseHandler):
+    """``POST /reexec``: re-execute gafferd in place (what SIGUSR2 does): same
+    PID, every child kept and still supervised, its output still captured."""
+
+    def post(self) -> None:
+        self.identity.require("manage", None)
+        if self.gaffer.reexec is None:
+            raise InvalidState("this manager is not a gafferd daemon: nothing to re-execute")
+        self.send_json({"ok": True}, 202)
+        self.gaffer.reexec()  # after the answer is written: the exec follows soon
+
+
 class ReloadHandler(BaseHandler):
     """``GET /reload``: how the last reload went; ``POST /reload``: re-read the
     config file and apply the difference (what SIGHUP does)."""

@@ -515,6 +515,17 @@ def daemon_paths() -> dict[str, Schema]:
                 description="409 when the daemon writes no log files. Needs manage on every job.",
             )
         },
+        "/reexec": {
+            "post": operation(
+                "daemon",
+                "Re-execute gafferd in place (what SIGUSR2 does)",
+                reply(ref("Ok"), "accepted: gafferd re-executes itself right after answering"),
+                status=202,
+                errors=(409,),
+                description="Same PID; every child keeps running, supervised, its output "
+                "still captured. 409 when not run by gafferd. Needs manage on every job.",
+            )
+        },
         "/reload": {
             "get": operation(
                 "daemon",
