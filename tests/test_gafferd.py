@@ -820,3 +820,32 @@ def test_daemon_apps_log_level_and_error_log_from_the_config(tmp_path: Path) -> 
     cfg.write_text("daemon:\n  log_level: chatty\n")
     r = gafferd("--check", "-c", str(cfg))
     assert r.returncode == 2 and "gafferd.yml:2: daemon.log_level: must be one of" in r.stderr
+
+
+def test_sigint_stops_gracefully_and_a_second_one_kills(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  stubborn:\n"
+        f"    cmd: {sys.executable}\n"
+        f"    args: ['{ROOT / 'tests' / 'children' / 'ignore_term.py'}']\n"
+        "    graceful_timeout: 60\n"
+        "    startsecs: 0\n"
+    )
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"default.stubborn.0 | ready")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        read_until(proc, b"SIGINT: stopping every job")
+        # the job ignores SIGTERM for 60 s: a second signal kills every group now
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 1
+        psutil.wait_procs(children, timeout=5)
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
