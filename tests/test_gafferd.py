@@ -187,9 +187,19 @@ def test_refuses_a_second_daemon_on_the_same_socket(tmp_path: Path) -> None:
     proc = subprocess.Popen([*GAFFERD, *private_api(tmp_path)], stderr=subprocess.PIPE)
     try:
         read_until(proc, b"API listening on")
-        r = gafferd(*private_api(tmp_path))
+        socket_path = str(tmp_path / "run" / "gafferd.sock")
+        # the same socket (another state dir): refused, the first one's socket kept
+        other = ["--unix-socket", socket_path, "--state-dir", str(tmp_path / "other")]
+        r = gafferd(*other)
         assert r.returncode == 2
         assert "another daemon is listening" in r.stderr
+        # the same state dir (another socket): refused before it touches anything
+        r = gafferd(
+            "--unix-socket", str(tmp_path / "b.sock"), "--state-dir", str(tmp_path / "state")
+        )
+        assert r.returncode == 2
+        assert "another gafferd is running on this state dir" in r.stderr
+        assert curl("--unix-socket", socket_path, "http://g/ping") == (200, "OK")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

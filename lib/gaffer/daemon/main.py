@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import fcntl
 import getpass
 import importlib
 import json
@@ -195,6 +196,25 @@ class ConsoleApp:
 QUIT_GRACE = 1.0  # SIGQUIT: seconds before SIGKILL, whatever each job's graceful_timeout
 
 
+def lock_state_dir(state_dir: str) -> int:
+    """Take the state dir for this daemon alone (an flock, released when the
+    process exits or execs): a second gafferd on the same state must not touch
+    the first one's processes — not even the orphan clean-up at start."""
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(state_dir, "gafferd.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise ConfigError("state_dir", f"{state_dir}: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            "state_dir", f"{state_dir}: another gafferd is running on this state dir"
+        ) from None
+    return fd
+
+
 def load_app(name: str) -> Any:
     """``module:factory`` from ``daemon.apps``: the factory is called with no
     arguments and returns an app (``start(loop, manager)``, ``stop()``)."""
@@ -254,6 +274,15 @@ def run(
 
     reloader = Reloader(manager, config, path, on_start=notifier.reloading, on_done=reloaded)
     api.reloader = reloader
+    if state_dir:
+        try:
+            lock = lock_state_dir(state_dir)
+        except GafferError as e:
+            log.error("cannot start: %s", e.reason)
+            if started is not None:
+                started(EXIT_USAGE)
+            return EXIT_USAGE
+        del lock  # held (by its open fd) until this process exits or execs
     previous = store.load() if store is not None else None
     # After a re-exec the recorded processes are our own children, handed over.
     stopped = stop_previous(previous) if handed_over is None else []

@@ -26,7 +26,6 @@ import psutil
 
 from gaffer.config import ProcessConfig
 from gaffer.daemon.config import JobEntry
-from gaffer.errors import GafferError
 from gaffer.events import Event
 from gaffer.manager import Manager
 
@@ -70,7 +69,21 @@ class StateStore:
                 "%s: cannot read the saved state (%s); starting from the config", self.path, e
             )
             return None
-        return json.loads(row[0]) if row else None
+        if not row:
+            return None
+        try:
+            state = json.loads(row[0])
+        except ValueError as e:
+            state = e
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("jobs", {}), dict)
+            and isinstance(state.get("procs", []), list)
+            and isinstance(state.get("file_jobs", []), list)
+        ):
+            log.error("%s: the saved state is damaged; starting from the config", self.path)
+            return None
+        return state
 
     def _save(self, snapshot: dict[str, Any]) -> None:
         with contextlib.closing(self._connect()) as conn, conn:  # one transaction
@@ -115,7 +128,7 @@ def stop_previous(saved: dict[str, Any] | None) -> list[int]:
             proc = psutil.Process(int(rec["os_pid"]))
             if abs(proc.create_time() - float(rec["started"])) > START_TIME_SLACK:
                 continue
-        except (psutil.Error, KeyError, TypeError, ValueError):
+        except Exception:  # psutil errors, or a damaged record: not one of ours
             continue
         found.append(proc)
     for proc in found:
@@ -149,11 +162,12 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 
 def plan(file_jobs: list[JobEntry], saved: dict[str, Any] | None) -> list[Planned]:
     """What to load at start: the config file's jobs, changed as the API had
-    changed them; API-loaded jobs again; API-unloaded ones not at all. A job
-    whose definition changed in the file since takes the file's."""
+    changed them; API-loaded jobs again; API-unloaded ones not at all. Where the
+    file changed a job since (its definition, or its ``numprocesses``), the file
+    wins. A damaged saved record is skipped."""
     if not saved:
         return [Planned(e, e.config.start, False) for e in file_jobs]
-    before_file = set(saved.get("file_jobs", []))
+    before_file = {n for n in saved.get("file_jobs", []) if isinstance(n, str)}
     jobs: dict[str, Any] = saved.get("jobs", {})
     out: list[Planned] = []
     for e in file_jobs:
@@ -166,29 +180,30 @@ def plan(file_jobs: list[JobEntry], saved: dict[str, Any] | None) -> list[Planne
             continue
         try:
             saved_cfg = ProcessConfig.from_dict(rec["config"])
-        except (GafferError, KeyError, TypeError):
-            saved_cfg = None
-        if (
-            saved_cfg is not None
-            and saved_cfg.replace(numprocesses=e.config.numprocesses) == e.config
-        ):
-            cfg = e.config.replace(numprocesses=int(rec["numprocesses"]))
-            out.append(Planned(JobEntry(e.session, cfg), bool(rec["active"]), True))
+            size, active = int(rec["numprocesses"]), bool(rec["active"])
+        except Exception:  # a damaged record, or a config this version cannot read
+            out.append(Planned(e, e.config.start, False))
+            continue
+        if saved_cfg == e.config:  # the file has not changed this job since
+            cfg = e.config.replace(numprocesses=size)
+            out.append(Planned(JobEntry(e.session, cfg), active, True))
         else:
             out.append(Planned(e, e.config.start, False))  # the file changed: it wins
     file_names = {f"{e.session}.{e.config.name}" for e in file_jobs}
     for name, rec in jobs.items():
+        if not isinstance(name, str) or "." not in name:
+            continue
         if name in file_names or name in before_file:
             continue  # a file job (handled above), or one since removed from the file
         session = name.split(".", 1)[0]
         try:
-            cfg = ProcessConfig.from_dict(rec["config"]).replace(
-                numprocesses=int(rec["numprocesses"])
-            )
-        except (GafferError, KeyError, TypeError, ValueError) as e:
+            cfg = ProcessConfig.from_dict(rec["config"])
+            cfg = cfg.replace(numprocesses=int(rec["numprocesses"]))
+            active = bool(rec["active"])
+        except Exception as e:
             log.error("saved job %s cannot be restored: %s", name, e)
             continue
-        out.append(Planned(JobEntry(session, cfg), bool(rec["active"]), True))
+        out.append(Planned(JobEntry(session, cfg), active, True))
     return out
 
 
