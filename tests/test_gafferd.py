@@ -859,3 +859,59 @@ def test_sigint_stops_gracefully_and_a_second_one_kills(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reexec_is_refused_on_a_broken_file_and_applies_a_changed_one(tmp_path: Path) -> None:
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600'], startsecs: 0}\n")
+    sock = str(tmp_path / "run" / "gafferd.sock")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        read_until(proc, b"API listening on")
+        web = os_pids(sock, "web")
+        cfg.write_text("jobs:\n  web: {cmd: sleep, numprocesses: -1}\n")
+        proc.send_signal(signal.SIGUSR2)
+        read_until(proc, b"not re-executing: ")  # the new program could not start on it
+        assert os_pids(sock, "web") == web
+        cfg.write_text(
+            "jobs:\n  web: {cmd: sleep, args: ['3600'], startsecs: 0}\n"
+            "  extra: {cmd: sleep, args: ['3600'], startsecs: 0}\n"
+        )
+        proc.send_signal(signal.SIGUSR2)
+        read_until(proc, b"re-executed in place: adopted 1 process(es)")
+        read_until(proc, b"reloaded ")  # the file changed since: applied after the re-exec
+        assert os_pids(sock, "web") == web and len(os_pids(sock, "extra")) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_damaged_saved_state_does_not_stop_the_start(tmp_path: Path) -> None:
+    import sqlite3
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    conn = sqlite3.connect(state / "state.db")
+    conn.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO state VALUES ('jobs', '{\"procs\": 5, \"jobs\": [1]')")
+    conn.commit()
+    conn.close()
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600']}\n")
+    proc = subprocess.Popen(
+        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
+    )
+    try:
+        out = read_until(proc, b"running 1 job(s)")
+        assert b"the saved state is damaged; starting from the config" in out
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

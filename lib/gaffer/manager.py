@@ -38,7 +38,7 @@ from gaffer.errors import (
 from gaffer.events import Event, EventEmitter, Listener, Subscription
 from gaffer.job import Job
 from gaffer.loop import new_event_loop
-from gaffer.process import Process
+from gaffer.process import Process, abandon_handed_over
 from gaffer.reaper import ChildWatcher, make_watcher
 from gaffer.signals import parse_signal
 
@@ -283,9 +283,16 @@ class Manager:
         self.emitter.advance(int(state.get("seq", 0)))
         adopted = 0
         for rec in state["jobs"]:
-            config = ProcessConfig.from_dict(rec["config"])
-            job = self.load(config, sessionid=rec["session"], env=rec["env"], start=False)
-            job.numprocesses = int(rec["numprocesses"])
+            try:
+                config = ProcessConfig.from_dict(rec["config"])
+                job = self.load(config, sessionid=rec["session"], env=rec["env"], start=False)
+                job.numprocesses = int(rec["numprocesses"])
+            except Exception as e:  # e.g. a config this version no longer accepts
+                log.error(
+                    "cannot take over job %s: %s; stopping its processes", rec.get("config"), e
+                )
+                abandon_handed_over(rec.get("processes", []))
+                continue
             job.adopt(rec["processes"])
             adopted += len(rec["processes"])
             if rec["active"]:

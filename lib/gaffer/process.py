@@ -543,3 +543,14 @@ class Process:
 
     def output_tail(self, lines: int = 20) -> dict[str, list[str]]:
         return {label: tail.lines(lines) for label, tail in self.tails.items()}
+
+
+def abandon_handed_over(records: list[Mapping[str, Any]]) -> None:
+    """SIGKILL the process groups of handed-over processes that cannot be
+    adopted, and close their pipes: nothing may run on unsupervised."""
+    for rec in records:
+        with contextlib.suppress(Exception):
+            os.killpg(int(rec["os_pid"]), signal.SIGKILL)
+        for fd in [*rec.get("readers", {}).values(), *rec.get("writers", {}).values()]:
+            with contextlib.suppress(Exception):
+                os.close(int(fd))

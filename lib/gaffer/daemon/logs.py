@@ -40,7 +40,7 @@ class LogSettings:
             raise ConfigError("path", f"expected a path template, got {self.path!r}")
         try:
             self.path.format(session="s", job="j", index=0, stream="stdout")
-        except (KeyError, IndexError, ValueError) as e:
+        except Exception as e:  # KeyError, IndexError, ValueError, AttributeError...
             raise ConfigError(
                 "path", f"unknown placeholder {e} (use {', '.join(TEMPLATE_KEYS)})"
             ) from None
@@ -57,7 +57,8 @@ class LogSettings:
             raise ConfigError(None, f"expected a path or a mapping, got {d!r}")
         unknown = set(d) - {"path", "max_bytes", "backups"}
         if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option (path, max_bytes, backups)")
+            first = sorted(unknown, key=str)[0]
+            raise ConfigError(str(first), "unknown option (path, max_bytes, backups)")
         return cls(**d)
 
 
@@ -116,7 +117,9 @@ class LogFiles:
     def __init__(self, default: LogSettings | None, per_job: dict[str, LogSettings | None]) -> None:
         self.default = default
         self.per_job = per_job
-        self._queue: queue.SimpleQueue[tuple[str, str, bytes] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, str, bytes, LogSettings | None] | None] = (
+            queue.SimpleQueue()
+        )
         self._queued = 0
         self._lock = threading.Lock()
         self._files: dict[str, RotatingFile] = {}
@@ -159,7 +162,7 @@ class LogFiles:
     def reopen(self) -> None:
         """Close every file; the next write opens them again (after logrotate)."""
         self._reopen.set()
-        self._queue.put(("", "", b""))  # wake the writer
+        self._queue.put(("", "", b"", None))  # wake the writer
 
     # -- the loop side ---------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class LogFiles:
                 self._drop(d["name"], len(data))
                 return
             self._queued += len(data)
-        self._queue.put((path, d["name"], data))
+        self._queue.put((path, d["name"], data, settings))
 
     def _drop(self, job: str, size: int) -> None:
         total = self.dropped[job] = self.dropped.get(job, 0) + size
@@ -204,20 +207,18 @@ class LogFiles:
                 self._files.clear()  # new settings (a reload) apply from here
             if item is None:
                 break
-            path, job, data = item
-            if not data:
+            path, job, data, settings = item
+            if not data or settings is None:
                 continue
             with self._lock:
                 self._queued -= len(data)
             if path not in self._files:
-                settings = self.settings_for(job) or self.default
-                assert settings is not None
                 self._files[path] = RotatingFile(path, settings.max_bytes, settings.backups)
             try:
                 self._files[path].write(data)
-            except OSError as e:
+            except Exception as e:  # the writer must outlive any one bad write
                 self.errors += 1
                 if self.errors == 1 or self.errors % 1000 == 0:
-                    log.error("%s: cannot write %s: %s", job, path, e.strerror)
+                    log.error("%s: cannot write %s: %s", job, path, getattr(e, "strerror", e))
         for f in self._files.values():
             f.close()

@@ -25,14 +25,21 @@ from collections.abc import Callable
 from typing import Any
 
 from gaffer import __version__
+from gaffer.config import ProcessConfig
 from gaffer.daemon import ini
-from gaffer.daemon.config import DaemonConfig, load_file
+from gaffer.daemon.config import DaemonConfig, JobEntry, load_file
 from gaffer.daemon.logs import LogFiles
 from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader, ReloadResult
-from gaffer.daemon.state import Persistence, StateStore, plan, stop_previous
+from gaffer.daemon.state import (
+    Persistence,
+    StateStore,
+    kill_handed_over,
+    plan,
+    stop_previous,
+)
 from gaffer.errors import ConfigError, GafferError
 from gaffer.events import Event
 from gaffer.http import HttpApp
@@ -272,7 +279,21 @@ def run(
             + ("" if result.ok else f"; last reload failed: {result.error}")
         )
 
-    reloader = Reloader(manager, config, path, on_start=notifier.reloading, on_done=reloaded)
+    running = config
+    if handed_over is not None and isinstance(handed_over.get("file_jobs"), list):
+        # after a re-exec: the jobs run what the previous program had read
+        try:
+            running = dataclasses.replace(
+                config,
+                jobs=[
+                    JobEntry(j["session"], ProcessConfig.from_dict(j["config"]))
+                    for j in handed_over["file_jobs"]
+                ],
+            )
+        except (GafferError, KeyError, TypeError) as e:
+            log.warning("re-exec: the previous file's jobs cannot be read (%s)", e)
+    reloader = Reloader(manager, running, path, on_start=notifier.reloading, on_done=reloaded)
+    reloads: set[asyncio.Future[Any]] = set()
     api.reloader = reloader
     if state_dir:
         try:
@@ -308,6 +329,8 @@ def run(
         manager.start(apps=apps)
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
+        if handed_over is not None:
+            kill_handed_over(handed_over)  # nobody else would supervise them
         if manager.started:
             manager.loop.run_until_complete(manager.astop())
         manager.loop.close()
@@ -316,18 +339,14 @@ def run(
         if started is not None:
             started(EXIT_USAGE)
         return EXIT_USAGE
-    for addr in api.addresses:
-        where = (
-            addr
-            if isinstance(addr, str)
-            else f"{'https' if config.http.tls else 'http'}://{addr[0]}:{addr[1]}"
-        )
-        log.info("API listening on %s", where)
     saved = previous if restore else None
     restored = 0
     if handed_over is not None:
         adopted = manager.adopt(handed_over)
         log.info("re-executed in place: adopted %d process(es), nothing restarted", adopted)
+        if path is not None:
+            # the file may have changed since the jobs were loaded: apply that too
+            reloads.add(asyncio.ensure_future(reloader.reload(), loop=manager.loop))
     for item in plan(config.jobs, saved) if handed_over is None else ():
         try:
             manager.load(item.entry.config, sessionid=item.entry.session, start=item.start)
@@ -367,7 +386,6 @@ def run(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    reloads: set[asyncio.Future[Any]] = set()
     manager.loop.add_signal_handler(signal.SIGHUP, on_hup)
 
     def on_usr1() -> None:
@@ -383,19 +401,39 @@ def run(
         except GafferError as e:
             log.warning("not re-executing: %s", e.reason)
             return
+        # Everything that can fail is checked before anything is handed over:
+        # after the hand-over there is no way back.
+        try:
+            if path is not None:
+                load_file(path)  # the new program must be able to start on it
+            if not os.access(sys.executable, os.X_OK):
+                raise ConfigError(None, f"{sys.executable} is not executable")
+            where = config.http.state_dir or tempfile.gettempdir()
+            os.makedirs(where, mode=0o700, exist_ok=True)
+            fd, state_path = tempfile.mkstemp(prefix="gafferd-reexec-", suffix=".json", dir=where)
+        except (GafferError, OSError) as e:
+            log.error("not re-executing: %s", getattr(e, "reason", None) or e)
+            return
         log.info("re-executing gafferd in place; every process keeps running")
         notifier.reloading()
         state = manager.handoff()
-        where = config.http.state_dir or tempfile.gettempdir()
-        os.makedirs(where, mode=0o700, exist_ok=True)
-        fd, state_path = tempfile.mkstemp(prefix="gafferd-reexec-", suffix=".json", dir=where)
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-        logfiles.stop()  # what was captured so far reaches its files
-        if pump is not None:
-            pump.close()
-        argv = _argv_without(sys.orig_argv[1:], ("--reexec-state",), ("--daemon",))
-        os.execv(sys.executable, [sys.executable, *argv, "--reexec-state", state_path])
+        # what the running jobs came from, so the new program reloads against it
+        state["file_jobs"] = [
+            {"session": e.session, "config": e.config.to_dict()} for e in reloader.config.jobs
+        ]
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
+            logfiles.stop()  # what was captured so far reaches its files
+            if pump is not None:
+                pump.close()
+            argv = _argv_without(sys.orig_argv[1:], ("--reexec-state",), ("--daemon",))
+            os.execv(sys.executable, [sys.executable, *argv, "--reexec-state", state_path])
+        except BaseException as e:
+            # Nobody will supervise them: stop them rather than leave orphans.
+            log.critical("re-exec failed (%s): stopping every process and exiting", e)
+            kill_handed_over(state)
+            os._exit(1)
 
     def on_usr2() -> None:
         log.info("SIGUSR2: re-executing")
@@ -409,17 +447,31 @@ def run(
         manager.loop.call_later(0.05, reexec)
 
     api.reexec = reexec_soon
-    log.info(
-        "gafferd %s running %d job(s) on %s",
-        __version__,
-        len(config.jobs),
-        type(manager.loop).__module__.split(".")[0],
-    )
-    # Listeners are up and the config is loaded: tell systemd.
-    notifier.ready(f"gafferd {__version__}: {summary(manager)}")
-    if started is not None:
-        started(EXIT_OK)
-    notifier.start_watchdog(manager.loop)
+
+    def announce() -> None:
+        # From inside the running loop: a signal sent by whoever waits for these
+        # lines (or for READY=1) is then sure to be handled, not lost before the
+        # loop starts watching for signals.
+        for addr in api.addresses:
+            where = (
+                addr
+                if isinstance(addr, str)
+                else f"{'https' if config.http.tls else 'http'}://{addr[0]}:{addr[1]}"
+            )
+            log.info("API listening on %s", where)
+        log.info(
+            "gafferd %s running %d job(s) on %s",
+            __version__,
+            len(manager.jobs()),
+            type(manager.loop).__module__.split(".")[0],
+        )
+        # Listeners are up and the config is loaded: tell systemd.
+        notifier.ready(f"gafferd {__version__}: {summary(manager)}")
+        if started is not None:
+            started(EXIT_OK)
+        notifier.start_watchdog(manager.loop)
+
+    manager.loop.call_soon(announce)
     try:
         manager.run()
     finally:
@@ -485,7 +537,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_file(path) if path else DaemonConfig()
     except GafferError as e:
         print(f"gafferd: {e.reason}", file=sys.stderr)
-        return EXIT_USAGE
+        if not args.reexec_state:
+            return EXIT_USAGE
+        # Processes are being handed over: never leave them unsupervised over a
+        # broken file. Carry on with the defaults (and the handed-over jobs).
+        print("gafferd: re-exec: carrying on with the default settings", file=sys.stderr)
+        config = DaemonConfig()
     error_log = args.error_log or config.error_log
     handler: logging.Handler
     if error_log:
@@ -530,16 +587,25 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"gafferd: --reexec-state: {e}", file=sys.stderr)
             return EXIT_USAGE
+
+    def detached(started: Callable[[int], None]) -> int:
+        pump.after_fork()  # the writer thread does not survive the fork
+        return run(config, pidfile, path, started, pump, not args.no_restore)
+
+    code = 1
     try:
         if handed_over is not None:
-            return run(config, pidfile, path, pump=pump, restore=False, handed_over=handed_over)
-        if args.daemon:
-            return daemonize(
-                lambda started: run(config, pidfile, path, started, pump, not args.no_restore)
-            )
-        return run(config, pidfile, path, pump=pump, restore=not args.no_restore)
+            code = run(config, pidfile, path, pump=pump, restore=False, handed_over=handed_over)
+        elif args.daemon:
+            code = daemonize(detached)
+        else:
+            code = run(config, pidfile, path, pump=pump, restore=not args.no_restore)
     finally:
-        pump.close()
+        if not pump.close():
+            # stderr is stuck (nobody reads it): the interpreter could not flush
+            # it at exit either, so leave without trying
+            os._exit(code)
+    return code
 
 
 def _write_stderr(data: bytes) -> None:

@@ -50,9 +50,19 @@ class Pump:
             except OSError:
                 pass  # the reader is gone; keep draining so the queue stays bounded
 
-    def close(self, timeout: float = 1.0) -> None:
+    def close(self, timeout: float = 1.0) -> bool:
+        """Flush and stop; False if the sink is stuck (its thread still in write())."""
         self._queue.put(None)
         self._thread.join(timeout)  # a sink stuck in write() must not hold up the exit
+        return not self._thread.is_alive()
+
+    def after_fork(self) -> None:
+        """In a forked child (``--daemon``): the thread did not come along."""
+        self._lock = threading.Lock()
+        self._queue = queue.SimpleQueue()
+        self._queued = 0
+        self._thread = threading.Thread(target=self._run, name="gafferd-pump", daemon=True)
+        self._thread.start()
 
 
 class PumpHandler(logging.Handler):

@@ -111,6 +111,8 @@ class Reloader:
             new = await loop.run_in_executor(None, load_file, self.path)
         except GafferError as e:
             return ReloadResult(False, self.path, error=e.reason)
+        except Exception as e:  # whatever the file holds, a reload reports, never dies
+            return ReloadResult(False, self.path, error=f"{type(e).__name__}: {e}")
         if new.http != self.config.http or new.loop != self.config.loop:
             log.warning("daemon: settings changed in %s; they apply at the next start", self.path)
         result = ReloadResult(True, self.path)
@@ -133,6 +135,8 @@ class Reloader:
                     result.loaded.append(full)
                 elif old == cfg:
                     result.unchanged.append(full)
+                elif full not in self.manager.jobs():
+                    result.unchanged.append(full)  # unloaded through the API: left so
                 else:
                     if old is not None and old.replace(numprocesses=cfg.numprocesses) == cfg:
                         result.scaled.append(full)

@@ -28,6 +28,7 @@ from gaffer.config import ProcessConfig
 from gaffer.daemon.config import JobEntry
 from gaffer.events import Event
 from gaffer.manager import Manager
+from gaffer.process import abandon_handed_over
 
 log = logging.getLogger("gafferd.state")
 
@@ -141,6 +142,13 @@ def stop_previous(saved: dict[str, Any] | None) -> list[int]:
             os.killpg(proc.pid, signal.SIGKILL)
     _wait_gone(alive, PREVIOUS_GRACE)
     return [p.pid for p in found]
+
+
+def kill_handed_over(state: dict[str, Any]) -> None:
+    """SIGKILL the process groups of a hand-over nobody will adopt, and close
+    their pipes: a failed re-exec must leave no orphan behind."""
+    for job in state.get("jobs", []):
+        abandon_handed_over(job.get("processes", []))
 
 
 def _running(proc: psutil.Process) -> bool:
