@@ -370,18 +370,26 @@ def _paths(value: Any, fld: str) -> list[str]:
     raise ConfigError(fld, f"expected a path or a list of paths, got {value!r}")
 
 
+def _read_lines(
+    path: str, base_dir: str, fld: str, source: str | None = None, line: int | None = None
+) -> tuple[str, list[str]]:
+    """The lines of a file named relative to ``base_dir`` (and its full path);
+    ConfigError naming ``fld`` if it cannot be read."""
+    full = os.path.join(base_dir, os.path.expanduser(path))
+    try:
+        with open(full, encoding="utf-8") as f:
+            return full, f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(fld, f"cannot read {path}: {reason}", source=source, line=line) from None
+
+
 def _read_env_files(value: Any, base_dir: str) -> dict[str, str]:
     """``.env`` files: ``KEY=VALUE`` lines (``export`` allowed, ``#`` comments,
     quotes stripped); later files win."""
     env: dict[str, str] = {}
     for path in _paths(value, "env_file"):
-        full = os.path.join(base_dir, os.path.expanduser(path))
-        try:
-            with open(full, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise ConfigError("env_file", f"cannot read {path}: {reason}") from None
+        _, lines = _read_lines(path, base_dir, "env_file")
         for n, raw in enumerate(lines, 1):
             if not raw.strip() or raw.lstrip().startswith("#"):
                 continue
@@ -435,15 +443,7 @@ def _procfile(value: Any, base_dir: str, source: str, line: int | None) -> list[
         raise ConfigError(
             "procfile.session", f"bad session name {session!r}", source=source, line=line
         )
-    full = os.path.join(base_dir, os.path.expanduser(path))
-    try:
-        with open(full, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise ConfigError(
-            "procfile", f"cannot read {path}: {reason}", source=source, line=line
-        ) from None
+    full, lines = _read_lines(path, base_dir, "procfile", source, line)
     out: list[JobEntry] = []
     for n, raw in enumerate(lines, 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
