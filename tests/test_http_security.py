@@ -223,3 +223,14 @@ def test_unusable_socket_dir_or_state_dir_fail_at_start(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "state_dir" in r.stderr
+
+
+async def test_many_callers_with_one_new_key_share_its_check(
+    manager: Manager, api: HttpApp
+) -> None:
+    key = await make_key(api, read=["*"])  # never used yet: not cached
+    clients = [Client(api, key=key) for _ in range(40)]
+    replies = await asyncio.gather(*(c.get("/jobs") for c in clients))
+    assert [r.status for r in replies] == [200] * 40
+    for c in clients:
+        c.close()

@@ -168,7 +168,7 @@ class HttpApp:
         self.channels: set[Any] = set()  # open websockets
         self.streams: set[Any] = set()  # open SSE and output streams
         self.cut_off_clients = 0
-        self.key_checks = 0  # scrypt verifications in flight
+        self.key_checks: dict[bytes, asyncio.Future[Any]] = {}  # scrypt checks in flight
         # gafferd plugs its config reloader in here (POST /reload)
         self.reloader: Any = NoReloader()
         # ...and what reopens its log files (POST /logs/reopen); None: no log files

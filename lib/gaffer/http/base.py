@@ -9,6 +9,8 @@ holds that at zero).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -87,15 +89,18 @@ async def identify(gaffer: HttpApp, sock: socket.socket | None, token: str | Non
     if not token:
         raise Unauthorized("an API key is required (header X-Api-Key)")
     store = await gaffer.auth_store()
-    if gaffer.key_checks >= MAX_KEY_CHECKS and not store.is_cached(token):
-        # Each unknown key costs a scrypt: a flood of them must not queue up
-        # behind one another and stall the callers with real keys.
-        raise ServiceUnavailable("too many API keys being checked; retry shortly")
-    gaffer.key_checks += 1
-    try:
-        key = await store.authenticate_key(token)
-    finally:
-        gaffer.key_checks -= 1
+    # Each unknown key costs a scrypt. Callers presenting the same key at once
+    # share one check; beyond MAX_KEY_CHECKS different keys in flight, an
+    # unverified one is refused at once rather than queued behind a flood.
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    check = gaffer.key_checks.get(digest)
+    if check is None:
+        if len(gaffer.key_checks) >= MAX_KEY_CHECKS and not store.is_cached(token):
+            raise ServiceUnavailable("too many API keys being checked; retry shortly")
+        check = asyncio.ensure_future(store.authenticate_key(token))
+        gaffer.key_checks[digest] = check
+        check.add_done_callback(lambda _: gaffer.key_checks.pop(digest, None))
+    key = await asyncio.shield(check)
     if key is None:
         raise Forbidden("unknown API key")
     return Identity(key.permissions, key.id)
