@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -49,6 +52,35 @@ def private_api(tmp_path: Path) -> list[str]:
         "--state-dir",
         str(tmp_path / "state"),
     ]
+
+
+@contextlib.contextmanager
+def daemon(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """A real gafferd with its socket and state in ``tmp_path``; killed (and
+    reaped) on the way out if the test did not stop it."""
+    proc = subprocess.Popen(
+        [*GAFFERD, *args, *private_api(tmp_path)], stderr=subprocess.PIPE, env=env
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stubborn_config(tmp_path: Path) -> Path:
+    """A job whose process (and its child) ignore SIGTERM, with 60 s to stop."""
+    cfg = tmp_path / "gafferd.yml"
+    cfg.write_text(
+        "jobs:\n"
+        "  stubborn:\n"
+        f"    cmd: {sys.executable}\n"
+        f"    args: ['{ROOT / 'tests' / 'children' / 'ignore_term.py'}']\n"
+        "    graceful_timeout: 60\n"
+        "    startsecs: 0\n"
+    )
+    return cfg
 
 
 def curl(*args: str) -> tuple[int, str]:
@@ -145,11 +177,7 @@ def test_serves_the_api_on_its_unix_socket_and_on_tcp_with_keys(tmp_path: Path) 
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text("jobs:\n  web:\n    cmd: sleep\n    args: ['3600']\n")
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path), "--bind", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg), "--bind", "127.0.0.1:0") as proc:
         out = read_until(proc, b"API listening on http://127.0.0.1:")
         port = out.split(b"API listening on http://127.0.0.1:")[1].split(b"\n")[0].decode()
         assert f"API listening on {sock}".encode() in out
@@ -177,10 +205,6 @@ def test_serves_the_api_on_its_unix_socket_and_on_tcp_with_keys(tmp_path: Path) 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert not os.path.exists(sock)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_refuses_a_second_daemon_on_the_same_socket(tmp_path: Path) -> None:
@@ -270,10 +294,7 @@ def test_pidfile_refuses_a_second_daemon_and_replaces_a_stale_one(tmp_path: Path
     dead = subprocess.Popen(["true"])
     dead.wait()
     pidfile.write_text(f"{dead.pid}\n")  # stale: that process is gone
-    proc = subprocess.Popen(
-        [*GAFFERD, *private_api(tmp_path), "--pidfile", str(pidfile)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "--pidfile", str(pidfile)) as proc:
         read_until(proc, b"API listening on")
         assert pidfile.read_text() == f"{proc.pid}\n"
         other = tmp_path / "other"
@@ -282,26 +303,11 @@ def test_pidfile_refuses_a_second_daemon_and_replaces_a_stale_one(tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert not pidfile.exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_sigquit_stops_fast_even_past_graceful_timeout(tmp_path: Path) -> None:
-    cfg = tmp_path / "gafferd.yml"
-    cfg.write_text(
-        "jobs:\n"
-        "  stubborn:\n"
-        f"    cmd: {sys.executable}\n"
-        f"    args: ['{ROOT / 'tests' / 'children' / 'ignore_term.py'}']\n"
-        "    graceful_timeout: 60\n"
-        "    startsecs: 0\n"
-    )
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    cfg = stubborn_config(tmp_path)
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"default.stubborn.0 | ready")
         children = psutil.Process(proc.pid).children(recursive=True)
         started = time.monotonic()
@@ -309,10 +315,6 @@ def test_sigquit_stops_fast_even_past_graceful_timeout(tmp_path: Path) -> None:
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - started < 10  # not the job's 60 s
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_config_lookup(tmp_path: Path) -> None:
@@ -371,10 +373,7 @@ def test_reload_applies_the_difference(tmp_path: Path) -> None:
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text(RELOAD_BEFORE)
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"running 4 job(s)")
         before = {j: os_pids(sock, j) for j in ("same", "scaled", "changed")}
         # an invalid file changes nothing, and says so
@@ -402,10 +401,6 @@ def test_reload_applies_the_difference(tmp_path: Path) -> None:
         assert len(os_pids(sock, "added")) == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def wait_file(path: Path, needle: str, timeout: float = 10) -> str:
@@ -505,10 +500,7 @@ def test_create_admin_user_then_log_in(tmp_path: Path) -> None:
     assert r.returncode == 0 and "admin user root created" in r.stdout, r.stderr
     r = gafferd(*private_api(tmp_path), "--create-admin-user", "root", env=env)
     assert r.returncode == 2 and "root" in r.stderr  # already exists
-    proc = subprocess.Popen(
-        [*GAFFERD, *private_api(tmp_path), "--bind", "127.0.0.1:0"], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "--bind", "127.0.0.1:0") as proc:
         out = read_until(proc, b"API listening on http://127.0.0.1:")
         port = out.split(b"API listening on http://127.0.0.1:")[1].split(b"\n")[0].decode()
         code, body = curl("-u", "root:s3cret!", f"http://127.0.0.1:{port}/auth")
@@ -519,10 +511,6 @@ def test_create_admin_user_then_log_in(tmp_path: Path) -> None:
         assert curl("-u", "root:wrong", f"http://127.0.0.1:{port}/auth")[0] == 401
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_daemon_mode_returns_once_serving(tmp_path: Path) -> None:
@@ -568,10 +556,7 @@ def test_output_flood_never_stops_the_api(tmp_path: Path) -> None:
         "    args: ['flood flood flood flood flood flood flood flood flood flood flood']\n"
     )
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"default.flood.0 | flood")
         # From here on nobody reads the daemon's stderr: its pipe fills up at once.
         for _ in range(20):
@@ -589,10 +574,6 @@ def test_output_flood_never_stops_the_api(tmp_path: Path) -> None:
         assert code == 200 and "flood flood" in body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0  # and it stops, pipe full or not
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_api_changes_survive_a_restart(tmp_path: Path) -> None:
@@ -657,10 +638,7 @@ def test_after_a_sigkill_the_next_daemon_stops_the_orphans(tmp_path: Path) -> No
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600'], numprocesses: 2, startsecs: 0}\n")
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"API listening on")
         first = os_pids(sock, "web")
         assert len(first) == 2
@@ -690,10 +668,6 @@ def test_after_a_sigkill_the_next_daemon_stops_the_orphans(tmp_path: Path) -> No
         assert len(sleeps) == 2  # no duplicates
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
@@ -701,10 +675,7 @@ def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
     job = f"jobs:\n  chatty:\n    cmd: sh\n    args: ['-c', \"{CHATTY}\"]\n    startsecs: 0\n"
     cfg.write_text(job)
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"default.chatty.0 | line-40-")  # on stderr
         log_file = tmp_path / "logs" / "chatty.log"
         cfg.write_text(f"daemon:\n  logs: '{tmp_path}/logs/{{job}}.log'\n" + job)
@@ -724,10 +695,6 @@ def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
         assert wait_file(log_file, "usr2 0").strip() == "usr2 0"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_reexec_keeps_every_child_and_its_output(tmp_path: Path) -> None:
@@ -738,11 +705,7 @@ def test_reexec_keeps_every_child_and_its_output(tmp_path: Path) -> None:
         f"  chatty:\n    cmd: sh\n    args: ['-c', \"{CHATTY}\"]\n    startsecs: 0\n"
     )
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path), "--pidfile", str(tmp_path / "g.pid")],
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg), "--pidfile", str(tmp_path / "g.pid")) as proc:
         read_until(proc, b"default.chatty.0 | line-40-")
         before = {j: os_pids(sock, j) for j in ("web", "chatty")}
         _, info = api_json(sock, "/jobs/default/web")
@@ -785,10 +748,6 @@ def test_reexec_keeps_every_child_and_its_output(tmp_path: Path) -> None:
         assert os_pids(sock, "chatty") == before["chatty"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_daemon_apps_log_level_and_error_log_from_the_config(tmp_path: Path) -> None:
@@ -833,19 +792,8 @@ def test_daemon_apps_log_level_and_error_log_from_the_config(tmp_path: Path) -> 
 
 
 def test_sigint_stops_gracefully_and_a_second_one_kills(tmp_path: Path) -> None:
-    cfg = tmp_path / "gafferd.yml"
-    cfg.write_text(
-        "jobs:\n"
-        "  stubborn:\n"
-        f"    cmd: {sys.executable}\n"
-        f"    args: ['{ROOT / 'tests' / 'children' / 'ignore_term.py'}']\n"
-        "    graceful_timeout: 60\n"
-        "    startsecs: 0\n"
-    )
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    cfg = stubborn_config(tmp_path)
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"default.stubborn.0 | ready")
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
@@ -855,20 +803,13 @@ def test_sigint_stops_gracefully_and_a_second_one_kills(tmp_path: Path) -> None:
         assert proc.wait(timeout=15) == 1
         psutil.wait_procs(children, timeout=5)
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_reexec_is_refused_on_a_broken_file_and_applies_a_changed_one(tmp_path: Path) -> None:
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600'], startsecs: 0}\n")
     sock = str(tmp_path / "run" / "gafferd.sock")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         read_until(proc, b"API listening on")
         web = os_pids(sock, "web")
         cfg.write_text("jobs:\n  web: {cmd: sleep, numprocesses: -1}\n")
@@ -885,10 +826,6 @@ def test_reexec_is_refused_on_a_broken_file_and_applies_a_changed_one(tmp_path: 
         assert os_pids(sock, "web") == web and len(os_pids(sock, "extra")) == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_damaged_saved_state_does_not_stop_the_start(tmp_path: Path) -> None:
@@ -903,15 +840,8 @@ def test_a_damaged_saved_state_does_not_stop_the_start(tmp_path: Path) -> None:
     conn.close()
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text("jobs:\n  web: {cmd: sleep, args: ['3600']}\n")
-    proc = subprocess.Popen(
-        [*GAFFERD, "-c", str(cfg), *private_api(tmp_path)], stderr=subprocess.PIPE
-    )
-    try:
+    with daemon(tmp_path, "-c", str(cfg)) as proc:
         out = read_until(proc, b"running 1 job(s)")
         assert b"the saved state is damaged; starting from the config" in out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
