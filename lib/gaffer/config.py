@@ -88,9 +88,6 @@ def seconds(fld: str, v: object, minimum: float = 0.0) -> float:
     return out
 
 
-_float = seconds
-
-
 def _no_nul(fld: str, v: str) -> str:
     if "\0" in v:
         raise ConfigError(fld, "must not contain a NUL byte")
@@ -170,8 +167,8 @@ class FlappingConfig:
         d = cls()
         return cls(
             attempts=_int(f"{fld}.attempts", v.get("attempts", d.attempts), 1),
-            window=_float(f"{fld}.window", v.get("window", d.window)),
-            retry_in=_float(f"{fld}.retry_in", v.get("retry_in", d.retry_in)),
+            window=seconds(f"{fld}.window", v.get("window", d.window)),
+            retry_in=seconds(f"{fld}.retry_in", v.get("retry_in", d.retry_in)),
             max_retry=_int(f"{fld}.max_retry", v.get("max_retry", d.max_retry), 0),
         )
 
@@ -205,9 +202,9 @@ class BackoffConfig:
             raise ConfigError(f"{fld}.{sorted(unknown)[0]}", "unknown option")
         d = cls()
         out = cls(
-            initial=_float(f"{fld}.initial", v.get("initial", d.initial)),
-            factor=_float(f"{fld}.factor", v.get("factor", d.factor), 1.0),
-            max=_float(f"{fld}.max", v.get("max", d.max)),
+            initial=seconds(f"{fld}.initial", v.get("initial", d.initial)),
+            factor=seconds(f"{fld}.factor", v.get("factor", d.factor), 1.0),
+            max=seconds(f"{fld}.max", v.get("max", d.max)),
         )
         if out.initial <= 0:
             # A failed start must never be retried at once: that is a hot loop.
@@ -286,7 +283,7 @@ class ProcessConfig:
         if "stdin" in custom:
             raise ConfigError("custom_streams", "'stdin' is reserved for the process's input")
         s(self, "custom_streams", custom)
-        s(self, "graceful_timeout", _float("graceful_timeout", self.graceful_timeout))
+        s(self, "graceful_timeout", seconds("graceful_timeout", self.graceful_timeout))
         try:
             s(self, "stop_signal", parse_signal(self.stop_signal, "stop_signal"))
         except BadRequest as e:
@@ -311,7 +308,7 @@ class ProcessConfig:
             "success_exit_codes",
             tuple(_int(f"success_exit_codes[{i}]", c, 0) for i, c in enumerate(codes)),
         )
-        s(self, "startsecs", _float("startsecs", self.startsecs))
+        s(self, "startsecs", seconds("startsecs", self.startsecs))
         s(self, "backoff", BackoffConfig.parse(self.backoff))
         s(self, "uid", self._resolve_uid())
         s(self, "gid", self._resolve_gid())

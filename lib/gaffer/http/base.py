@@ -56,6 +56,20 @@ class Identity:
     def can(self, level: str, name: str | None) -> bool:
         return self.perms.can(level, name)
 
+    def readable_sessions(self, manager: Manager) -> list[str]:
+        """The sessions with a job (or the session itself) this key may read."""
+        return [
+            s
+            for s in manager.sessions
+            if self.can("read", s) or any(self.can("read", j) for j in manager.jobs(s))
+        ]
+
+    def readable_pids(self, manager: Manager) -> list[int]:
+        """The live processes of the jobs this key may read."""
+        if self.can("read", None):  # reads everything: no need to ask per process
+            return manager.pids()
+        return [p.pid for p in manager.list() if self.can("read", p.name)]
+
     def require(self, level: str, name: str | None) -> None:
         if not self.perms.can(level, name):
             what = name if name is not None else "every job"

@@ -48,6 +48,20 @@ class BoundedWebSocket(tornado.websocket.WebSocketHandler):
         self._flush_scheduled = False
         self.cut_off = False
 
+    async def identify_caller(self) -> None:
+        """Who connects (header key or unix-socket owner); None when a key is
+        needed and was not sent: it must then come as the first frame. A bad
+        key refuses the handshake."""
+        stream = getattr(self.request.connection, "stream", None)
+        try:
+            self.identity = await identify(
+                self.gaffer,
+                getattr(stream, "socket", None),
+                self.request.headers.get(API_KEY_HEADER),
+            )
+        except Unauthorized:
+            self.identity = None
+
     def options(self, *args: str) -> None:
         self.set_header("Allow", "GET, OPTIONS")
         self.set_status(204)
@@ -169,12 +183,7 @@ class ChannelHandler(BoundedWebSocket):
     identity: Identity | None = None
 
     async def prepare(self) -> None:
-        token = self.request.headers.get(API_KEY_HEADER)
-        stream = getattr(self.request.connection, "stream", None)
-        try:
-            self.identity = await identify(self.gaffer, getattr(stream, "socket", None), token)
-        except Unauthorized:
-            self.identity = None  # wait for an AUTH: frame
+        await self.identify_caller()
 
     def open(self, *args: str) -> None:
         self._subs: dict[str, tuple[topics.Topic, Any, int]] = {}

@@ -46,12 +46,7 @@ class Context:
 
 
 async def sessions(ctx: Context) -> list[str]:
-    m, ident = ctx.manager, ctx.identity
-    return [
-        s
-        for s in m.sessions
-        if ident.can("read", s) or any(ident.can("read", j) for j in m.jobs(s))
-    ]
+    return ctx.identity.readable_sessions(ctx.manager)
 
 
 async def jobs(ctx: Context, sessionid: str | None = None) -> list[str]:
@@ -63,7 +58,7 @@ async def jobs(ctx: Context, sessionid: str | None = None) -> list[str]:
 async def pids(ctx: Context, name: str | None = None) -> list[int]:
     if name is not None:
         return ctx.manager.pids(ctx.job(name, "read"))
-    return [p.pid for p in ctx.manager.list() if ctx.identity.can("read", p.name)]
+    return ctx.identity.readable_pids(ctx.manager)
 
 
 def _config(config: Any) -> ProcessConfig:

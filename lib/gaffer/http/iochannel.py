@@ -16,7 +16,7 @@ import json
 
 from gaffer.errors import BadRequest, Forbidden, GafferError, NotFound, Unauthorized
 from gaffer.events import Event
-from gaffer.http.base import API_KEY_HEADER, Identity, identify
+from gaffer.http.base import Identity, identify
 from gaffer.http.channel import BoundedWebSocket
 from gaffer.process import Process
 
@@ -39,15 +39,7 @@ class ProcessChannelHandler(BoundedWebSocket):
     identity: Identity | None = None
 
     async def prepare(self) -> None:
-        stream = getattr(self.request.connection, "stream", None)
-        try:
-            self.identity = await identify(
-                self.gaffer,
-                getattr(stream, "socket", None),
-                self.request.headers.get(API_KEY_HEADER),
-            )
-        except Unauthorized:
-            self.identity = None
+        await self.identify_caller()
         mode = self.get_query_argument("mode", "3")
         if mode not in ("1", "2", "3"):
             raise BadRequest(f"mode: expected 1 (read), 2 (write) or 3 (both), got {mode!r}")

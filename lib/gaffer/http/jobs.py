@@ -11,13 +11,7 @@ from gaffer.http.base import BaseHandler, job_name
 
 class SessionsHandler(BaseHandler):
     def get(self) -> None:
-        ident = self.identity
-        sessions = [
-            s
-            for s in self.manager.sessions
-            if ident.can("read", s) or any(ident.can("read", j) for j in self.manager.jobs(s))
-        ]
-        self.send_json({"sessions": sessions})
+        self.send_json({"sessions": self.identity.readable_sessions(self.manager)})
 
 
 class JobsHandler(BaseHandler):

@@ -9,12 +9,7 @@ from gaffer.http.jobs import consume
 
 class PidsHandler(BaseHandler):
     def get(self) -> None:
-        ident = self.identity
-        if ident.can("read", None):  # reads everything: no need to ask per process
-            pids = self.manager.pids()
-        else:
-            pids = [p.pid for p in self.manager.list() if ident.can("read", p.name)]
-        self.send_json({"pids": pids})
+        self.send_json({"pids": self.identity.readable_pids(self.manager)})
 
 
 class ProcessHandler(BaseHandler):
