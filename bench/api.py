@@ -430,11 +430,16 @@ def latency(kind: str, p: ApiParams) -> dict[str, Any]:
                 finally:
                     conn.close()
     finally:
-        left = sweep(mark)
-        if left:
-            res["leftovers"] = left
-            log(f"error: {len(left)} sleep processes of the API server were left (now killed)")
+        report_leftovers(res, mark)
     return res
+
+
+def report_leftovers(res: dict[str, Any], mark: str) -> None:
+    """Kill what the API server left behind, and say so in the results."""
+    left = sweep(mark)
+    if left:
+        res["leftovers"] = left
+        log(f"error: {len(left)} sleep processes of the API server were left (now killed)")
 
 
 # -- websocket fan-out ------------------------------------------------------------
@@ -689,10 +694,7 @@ def run_fan_out(kind: str, p: ApiParams) -> dict[str, Any]:
             with asyncio.Runner(loop_factory=factory) as runner:
                 res = runner.run(fan_out(server, p, kind))
     finally:
-        left = sweep(mark)
-        if left:
-            res["leftovers"] = left
-            log(f"error: {len(left)} sleep processes of the API server were left (now killed)")
+        report_leftovers(res, mark)
     return res
 
 

@@ -94,6 +94,13 @@ def curl(*args: str) -> tuple[int, str]:
     return int(code), body
 
 
+def signal_process(sock: str, pid: object, sig: str) -> int:
+    """POST /<pid>/signal over the daemon's socket; the HTTP status."""
+    body = json.dumps({"signal": sig})
+    code, _ = curl("--unix-socket", sock, "-X", "POST", "-d", body, f"http://g/{pid}/signal")
+    return code
+
+
 def test_check_accepts_the_example_config() -> None:
     r = gafferd("--check", "-c", str(ROOT / "etc" / "gafferd.yml"))
     assert r.returncode == 0, r.stderr
@@ -460,15 +467,7 @@ def test_log_files_rotation_and_reopen(tmp_path: Path) -> None:
         read_until(proc, b"SIGUSR1: reopening log files")
         _, info = api_json(sock, "/jobs/default/chatty")
         pid = info["processes"][0]  # type: ignore[index]
-        code, _ = curl(
-            "--unix-socket",
-            sock,
-            "-X",
-            "POST",
-            "-d",
-            '{"signal": "USR2"}',
-            f"http://g/{pid}/signal",
-        )
+        code = signal_process(sock, pid, "USR2")
         assert code == 202
         assert wait_file(current, "usr2 0").strip() == "usr2 0"
         assert "usr2" not in moved.read_text()
@@ -476,15 +475,7 @@ def test_log_files_rotation_and_reopen(tmp_path: Path) -> None:
         current.rename(tmp_path / "moved2.log")
         code, _ = curl("--unix-socket", sock, "-X", "POST", "http://g/logs/reopen")
         assert code == 202
-        code, _ = curl(
-            "--unix-socket",
-            sock,
-            "-X",
-            "POST",
-            "-d",
-            '{"signal": "USR2"}',
-            f"http://g/{pid}/signal",
-        )
+        code = signal_process(sock, pid, "USR2")
         assert wait_file(current, "usr2 1").strip() == "usr2 1"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -683,15 +674,7 @@ def test_a_reload_moves_output_to_log_files(tmp_path: Path) -> None:
         assert code == 200 and body["unchanged"] == ["default.chatty"]  # type: ignore[index]
         _, info = api_json(sock, "/jobs/default/chatty")
         pid = info["processes"][0]  # type: ignore[index]
-        curl(
-            "--unix-socket",
-            sock,
-            "-X",
-            "POST",
-            "-d",
-            '{"signal": "USR2"}',
-            f"http://g/{pid}/signal",
-        )
+        signal_process(sock, pid, "USR2")
         assert wait_file(log_file, "usr2 0").strip() == "usr2 0"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -719,27 +702,11 @@ def test_reexec_keeps_every_child_and_its_output(tmp_path: Path) -> None:
         # the pipes are still captured
         _, chatty = api_json(sock, "/jobs/default/chatty")
         pid = chatty["processes"][0]  # type: ignore[index]
-        curl(
-            "--unix-socket",
-            sock,
-            "-X",
-            "POST",
-            "-d",
-            '{"signal": "USR2"}',
-            f"http://g/{pid}/signal",
-        )
+        signal_process(sock, pid, "USR2")
         read_until(proc, b"default.chatty.0 | usr2 0")
         # still supervised: a killed child is replaced, with a new internal pid
         victim = internal[0]
-        code, _ = curl(
-            "--unix-socket",
-            sock,
-            "-X",
-            "POST",
-            "-d",
-            '{"signal": "KILL"}',
-            f"http://g/{victim}/signal",
-        )
+        code = signal_process(sock, victim, "KILL")
         assert code == 202
         read_until(proc, b"exited with signal 9")
         # and through the API too
