@@ -64,6 +64,7 @@ class Slot:
     process: Process | None = None
     failures: int = 0  # failed starts in a row
     restarts: collections.deque[float] = field(default_factory=collections.deque)
+    restart_count: int = 0  # every restart of this slot since the job was loaded
     flap_holds: int = 0
     timer: asyncio.TimerHandle | None = None
     due: float | None = None  # wall-clock time of the scheduled respawn
@@ -79,6 +80,7 @@ class Slot:
         return {
             "index": self.index,
             "status": self.status,
+            "restarts": self.restart_count,
             "pid": self.process.pid if self.process else None,
             "state": self.process.state if self.process else None,
             "failures": self.failures,
@@ -192,6 +194,28 @@ class Job:
             "exits_by_reason": dict(self.exits_by_reason),
             "history": list(self.history),
             "config": self.config.to_dict(),
+        }
+
+    def status(self, with_stats: bool = True) -> dict[str, Any]:
+        """A status table's view of the job: counts, and one row per slot
+        (its process, or why it has none) and per one-off run."""
+        rows = []
+        for _, slot in sorted(self.slots.items()):
+            proc = slot.process
+            row = proc.status(with_stats) if proc is not None else {"pid": None, "index": slot.index}
+            row.update(slot=slot.status, restarts=slot.restart_count, next_start=slot.due)
+            rows.append(row)
+        for proc in self.once.values():
+            rows.append({**proc.status(with_stats), "slot": None, "restarts": 0, "next_start": None})
+        procs = [s.process for s in self.slots.values() if s.process is not None]
+        return {
+            "name": self.name,
+            "active": self.active,
+            "numprocesses": self.numprocesses,
+            "running": len(procs),
+            "ready": sum(1 for p in procs if p.state == states.RUNNING),
+            "restarts": self.restarts,
+            "processes": rows,
         }
 
     # -- control ----------------------------------------------------------------
@@ -566,6 +590,7 @@ class Job:
             log.error("%s[%d]: %s; giving up", self.name, slot.index, why)
             return
         self.restarts += 1
+        slot.restart_count += 1
         if delay == 0:
             slot.status = "running"
             proc.finish(states.EXITED, why)

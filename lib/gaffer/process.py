@@ -26,7 +26,7 @@ from gaffer.errors import InvalidState, InvalidTransition, NotFound
 from gaffer.reaper import ExitStatus, GroupWatch
 from gaffer.signals import signal_name
 from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn, which
-from gaffer.stats import sample
+from gaffer.stats import brief, sample
 from gaffer.streams import PipeReader, PipeWriter, Tail
 
 if TYPE_CHECKING:
@@ -265,7 +265,9 @@ class Process:
         emitter = self._emitter
 
         def on_data(data: bytes) -> None:
-            emitter.publish("output", topic, {**base, "data": data})
+            # the offset lets a reader that also fetched the tail skip what it has
+            offset = tail.total - len(data)
+            emitter.publish("output", topic, {**base, "data": data, "offset": offset})
 
         def on_eof() -> None:
             # On the output topic itself, so a reader sees it after the last chunk.
@@ -502,15 +504,32 @@ class Process:
 
     # -- views ------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def _ps(self) -> psutil.Process | None:
         if self.alive and self.os_pid is not None and self._psutil is None:
             with contextlib.suppress(psutil.Error):
                 self._psutil = psutil.Process(self.os_pid)
-        proc = self._psutil if self.alive else None
-        out = sample(proc, self.create_time if self.alive else None)
+        return self._psutil if self.alive else None
+
+    def stats(self) -> dict[str, Any]:
+        out = sample(self._ps(), self.create_time if self.alive else None)
         out["pid"] = self.pid
         out["os_pid"] = self.os_pid
         out["name"] = self.name
+        return out
+
+    def status(self, with_stats: bool) -> dict[str, Any]:
+        """The row a status table shows: identity, state and (optionally) CPU/memory."""
+        out: dict[str, Any] = {
+            "pid": self.pid,
+            "os_pid": self.os_pid,
+            "index": self.index,
+            "state": self.state,
+            "reason": self.reason,
+            "once": self.committed,
+            "uptime": None if self.uptime is None else round(self.uptime, 3),
+        }
+        if with_stats:
+            out.update(brief(self._ps()))
         return out
 
     def info(self) -> dict[str, Any]:

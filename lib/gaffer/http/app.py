@@ -55,6 +55,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/logs/reopen", misc.ReopenLogsHandler),
     (r"/reexec", misc.ReexecHandler),
     (r"/sessions", jobs.SessionsHandler),
+    (r"/status", jobs.StatusHandler),
     (r"/jobs", jobs.JobsHandler),
     (r"/jobs/([^/]+)", jobs.SessionJobsHandler),
     (JOB, jobs.JobHandler),

@@ -20,6 +20,25 @@ class JobsHandler(BaseHandler):
         self.send_json({"jobs": jobs})
 
 
+class StatusHandler(BaseHandler):
+    """``GET /status[?name=SESSION|SESSION.JOB][&stats=0]``: every readable job
+    with one row per process — what ``gaffer ps`` shows, in one request."""
+
+    def get(self) -> None:
+        wanted = self.get_query_arguments("name")
+        flag = self.get_query_argument("stats", "1").lower()
+        if flag not in ("0", "1", "true", "false"):
+            raise BadRequest(f"stats: expected 0 or 1, got {flag!r}")
+        with_stats = flag in ("1", "true")
+        out = []
+        for name in self.manager.jobs():
+            if wanted and not any(name == w or name.startswith(w + ".") for w in wanted):
+                continue
+            if self.identity.can("read", name):
+                out.append(self.manager.get(name).status(with_stats))
+        self.send_json({"jobs": out})
+
+
 class SessionJobsHandler(BaseHandler):
     def get(self, session: str) -> None:
         # Refused before looked up: a key must not learn which sessions exist.

@@ -246,6 +246,37 @@ def schemas() -> dict[str, Schema]:
             ("name", "active", "running", "running_out", "max_processes", "processes", "config"),
             additional=True,
         ),
+        "JobStatus": obj(
+            {
+                "name": string(),
+                "active": boolean(),
+                "numprocesses": integer(),
+                "running": integer(),
+                "ready": integer(),
+                "restarts": integer(),
+                "processes": array(
+                    obj(
+                        {
+                            "pid": nullable(integer()),
+                            "os_pid": nullable(integer()),
+                            "index": integer(),
+                            "state": nullable(string()),
+                            "reason": nullable(string()),
+                            "once": boolean(description="a one-off run (commit)"),
+                            "uptime": nullable(number()),
+                            "slot": nullable(string()),
+                            "restarts": integer(),
+                            "next_start": nullable(number()),
+                            "cpu": nullable(number()),
+                            "mem": nullable(number()),
+                            "rss": nullable(integer()),
+                        },
+                        ("index", "restarts"),
+                    )
+                ),
+            },
+            ("name", "active", "numprocesses", "running", "ready", "processes"),
+        ),
         "ProcessStats": process_stats(),
         "JobStats": obj(
             {
@@ -587,6 +618,26 @@ def job_paths() -> dict[str, Schema]:
                 "Sessions with a job the key may read", reply(record(sessions=array(string())))
             )
         },
+        "/status": {
+            "get": op(
+                "Every job the key may read, with a row per process (what `gaffer ps` shows)",
+                reply(record(jobs=array(ref("JobStatus")))),
+                params=(
+                    query_param(
+                        "name",
+                        array(string(minLength=1)),
+                        "only this session or `session.job` (repeatable)",
+                        explode=True,
+                    ),
+                    query_param(
+                        "stats",
+                        string(enum=["0", "1", "true", "false"]),
+                        "include CPU and memory (default 1)",
+                    ),
+                ),
+                errors=(400,),
+            )
+        },
         "/jobs": {
             "get": op(
                 "Jobs the key may read, as `session.job`", reply(record(jobs=array(string())))
@@ -803,6 +854,12 @@ def stream_paths() -> dict[str, Schema]:
                 params=(
                     query_param("topic", array(string(minLength=1)), topics, explode=True),
                     query_param("last_event_id", string(), "like the Last-Event-ID header"),
+                    query_param(
+                        "name",
+                        array(string(minLength=1)),
+                        "only events of this session or `session.job` (repeatable)",
+                        explode=True,
+                    ),
                     "LastEventID",
                 ),
                 description="A key sees only the events of the jobs it may read.",

@@ -11,25 +11,11 @@ import os
 from dataclasses import dataclass, field
 
 from gaffer.errors import ConfigError
+from gaffer.paths import default_socket
 
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_REPLAY = 10_000
 DEFAULT_CLIENT_BUFFER = 4 << 20
-
-
-def runtime_dir() -> str:
-    """Where the daemon's socket lives: /run/gaffer as root, else
-    $XDG_RUNTIME_DIR/gaffer, else /tmp/gaffer-<uid>."""
-    if os.getuid() == 0:
-        return "/run/gaffer"
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return os.path.join(xdg, "gaffer")
-    return f"/tmp/gaffer-{os.getuid()}"
-
-
-def default_socket() -> str:
-    return os.path.join(runtime_dir(), "gafferd.sock")
 
 
 def default_state_dir() -> str:

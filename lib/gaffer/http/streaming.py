@@ -230,6 +230,7 @@ class EventsHandler(StreamingHandler):
 
     async def get(self) -> None:
         raw_topics = self.get_query_arguments("topic") or ["EVENTS"]
+        names = self.get_query_arguments("name")
         subs = [topics.parse(self.manager, t) for t in raw_topics]
         for t in subs:
             if t.kind == "STATS":
@@ -246,6 +247,10 @@ class EventsHandler(StreamingHandler):
 
         def allowed(event: Event) -> bool:
             name = event.data.get("name")
+            if names and not (
+                isinstance(name, str) and any(name == n or name.startswith(n + ".") for n in names)
+            ):
+                return False
             return ident.can("read", name if isinstance(name, str) else None)
 
         def deliver(event: Event) -> None:

@@ -1,0 +1,275 @@
+"""HTTP/1.1 for the blocking client, on a plain socket.
+
+Why not :mod:`http.client`: it imports the ``email`` package, ~45 ms on this
+class of machine, which alone is most of what ``gaffer ps`` may take. What the
+daemon speaks is small — requests with JSON bodies, answers with a
+Content-Length or chunked, long-lived streams — so this reads exactly that:
+a status line, headers, and a body framed by Content-Length, chunks or the end
+of the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from gaffer.client.errors import ConnectionError
+from gaffer.client.target import Target
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MAX_HEAD = 64 * 1024
+READ_SIZE = 64 * 1024
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # names in lower case
+        self.body = body
+
+
+class Connection:
+    """One connection to the daemon, kept open between requests and opened
+    again when the daemon closed it."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+
+    # -- socket -------------------------------------------------------------------
+
+    def _connect(self, timeout: float | None) -> socket.socket:
+        t = self.target
+        try:
+            if t.unix_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(t.unix_path)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((t.host, t.port), timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if t.tls:
+                    sock = t.ssl_context().wrap_socket(sock, server_hostname=t.host)
+        except OSError as e:
+            raise ConnectionError(f"cannot reach gafferd at {t.url}: {_why(e)}") from None
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf.clear()
+
+    def _recv(self) -> bytes:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except TimeoutError:
+            raise ConnectionError(f"gafferd at {self.target.url} did not answer in time") from None
+        except OSError as e:
+            raise ConnectionError(f"connection to {self.target.url} lost: {_why(e)}") from None
+        return data
+
+    # -- requests -----------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = -1.0,
+    ) -> Response:
+        """Send a request and read the whole answer. A kept-alive connection
+        the daemon closed meanwhile is opened again once."""
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            status, head = self._send(method, path, body, headers, timeout)
+            if status == 0 and reused and attempt == 0:
+                self.close()  # the daemon closed the idle connection: once more
+                continue
+            if status == 0:
+                self.close()
+                raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+            chunks = b"".join(self._body(method, status, head))
+            if head.get("connection", "").lower() == "close":
+                self.close()
+            return Response(status, head, chunks)
+        raise AssertionError("unreachable")
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[Response, Iterator[bytes]]:
+        """Send a request and return its status and headers at once, and the
+        body as the chunks arrive. The connection is not reused afterwards."""
+        self.close()
+        status, head = self._send(method, path, None, headers, timeout)
+        if status == 0:
+            self.close()
+            raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from self._body(method, status, head)
+            finally:
+                self.close()
+
+        return Response(status, head, b""), chunks()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        timeout: float | None,
+    ) -> tuple[int, dict[str, str]]:
+        t = self.target
+        if timeout is not None and timeout < 0:
+            timeout = t.timeout
+        if self._sock is None:
+            self._sock = self._connect(timeout)
+        self._sock.settimeout(timeout)
+        lines = [f"{method} {t.prefix}{path} HTTP/1.1", f"Host: {t.host_header}"]
+        if t.key:
+            lines.append(f"X-Api-Key: {t.key}")
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        try:
+            self._sock.sendall(raw)
+        except OSError:
+            return 0, {}  # closed under us; the caller decides whether to retry
+        return self._head()
+
+    def _head(self) -> tuple[int, dict[str, str]]:
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self._buf) > MAX_HEAD:
+                raise ConnectionError("the answer's headers are too long")
+            data = self._recv()
+            if not data:
+                return 0, {}
+            self._buf += data
+        text = bytes(self._buf[:end]).decode("latin-1")
+        del self._buf[: end + 4]
+        status_line, *header_lines = text.split("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}")
+        head: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            head[name.strip().lower()] = value.strip()
+        status = int(parts[1])
+        if status == 100:
+            return self._head()
+        return status, head
+
+    def _body(self, method: str, status: int, head: dict[str, str]) -> Iterator[bytes]:
+        if method == "HEAD" or status in (204, 304):
+            return
+        if "chunked" in head.get("transfer-encoding", "").lower():
+            yield from self._chunked()
+        elif "content-length" in head:
+            left = int(head["content-length"])
+            while left > 0:
+                if not self._buf:
+                    data = self._recv()
+                    if not data:
+                        raise ConnectionError("the daemon closed the connection mid-answer")
+                    self._buf += data
+                piece = bytes(self._buf[:left])
+                del self._buf[: len(piece)]
+                left -= len(piece)
+                yield piece
+        else:  # until the daemon closes the connection
+            if self._buf:
+                yield bytes(self._buf)
+                self._buf.clear()
+            while data := self._recv():
+                yield data
+            self.close()
+
+    def _chunked(self) -> Iterator[bytes]:
+        while True:
+            line = self._line()
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self._line():  # trailers, up to the empty line
+                    pass
+                return
+            while len(self._buf) < size + 2:
+                data = self._recv()
+                if not data:
+                    raise ConnectionError("the daemon closed the connection mid-answer")
+                self._buf += data
+            piece = bytes(self._buf[:size])
+            del self._buf[: size + 2]
+            yield piece
+
+    def _line(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n")
+            if end >= 0:
+                line = bytes(self._buf[:end])
+                del self._buf[: end + 2]
+                return line
+            data = self._recv()
+            if not data:
+                raise ConnectionError("the daemon closed the connection mid-answer")
+            self._buf += data
+
+
+def iter_sse(chunks: Iterator[bytes]) -> Iterator[tuple[str, str, str | None]]:
+    """Server-Sent Events out of a byte stream: ``(event, data, id)``;
+    comments (keep-alives) are skipped."""
+    buf = b""
+    event, data, id_ = "message", [], None
+    for chunk in chunks:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if not line:
+                if data:
+                    yield event, "\n".join(data), id_
+                event, data, id_ = "message", [], None
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+            elif name == "id":
+                id_ = value
+
+
+def _why(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such socket (is gafferd running?)"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused (is gafferd running?)"
+    if isinstance(e, PermissionError):
+        return "permission denied (the socket belongs to another user)"
+    return e.strerror or str(e)
