@@ -202,11 +202,15 @@ class Job:
         rows = []
         for _, slot in sorted(self.slots.items()):
             proc = slot.process
-            row = proc.status(with_stats) if proc is not None else {"pid": None, "index": slot.index}
+            row = (
+                proc.status(with_stats) if proc is not None else {"pid": None, "index": slot.index}
+            )
             row.update(slot=slot.status, restarts=slot.restart_count, next_start=slot.due)
             rows.append(row)
         for proc in self.once.values():
-            rows.append({**proc.status(with_stats), "slot": None, "restarts": 0, "next_start": None})
+            rows.append(
+                {**proc.status(with_stats), "slot": None, "restarts": 0, "next_start": None}
+            )
         procs = [s.process for s in self.slots.values() if s.process is not None]
         return {
             "name": self.name,
@@ -215,6 +219,8 @@ class Job:
             "running": len(procs),
             "ready": sum(1 for p in procs if p.state == states.RUNNING),
             "restarts": self.restarts,
+            # replaced or scaled away, not yet gone: not in any slot's row
+            "stopping": len(self.retiring) + len(self.lingering),
             "processes": rows,
         }
 

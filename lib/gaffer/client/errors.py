@@ -49,7 +49,7 @@ class ServerError(GafferClientError):
     status = 500
 
 
-class ConnectionError(GafferClientError, builtins.ConnectionError):  # noqa: A001
+class ConnectionError(GafferClientError, builtins.ConnectionError):
     """The daemon cannot be reached (not running, wrong address, TLS failure)
     or went away in the middle of an answer."""
 

@@ -8,11 +8,10 @@ reason. Imports are kept light: the ``gaffer`` command is built on this.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote, urlencode
 
 from gaffer.client.errors import ConnectionError, NotFound, from_status
 from gaffer.client.target import Target
-from gaffer.client.wire import Connection, Response, iter_sse
+from gaffer.client.wire import BodyStream, Connection, Response, iter_sse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -132,11 +131,12 @@ class Client:
         path: str,
         params: Mapping[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Iterator[bytes]:
+        timeout: float | None = None,
+    ) -> BodyStream:
         """A long-lived GET: the body's chunks as they arrive. Each call opens
         its own connection, so requests can be made while it is read."""
         conn = Connection(self.target)
-        resp, chunks = conn.stream("GET", with_params(path, params), headers)
+        resp, chunks = conn.stream("GET", with_params(path, params), headers, timeout)
         if resp.status >= 400:
             body = b"".join(chunks)
             raise refusal(Response(resp.status, resp.headers, body))
@@ -323,22 +323,15 @@ class Client:
         *,
         names: Iterable[str] = (),
         last_event_id: int | None = None,
-    ) -> Iterator[Event]:
+        timeout: float | None = None,
+    ) -> EventStream:
         """Events as they happen (``/events``), each a dict with its ``event``
-        type, ``topic``, ``seq`` and payload. ``last_event_id`` resumes after that
-        sequence number; a ``gaffer:gap`` event says when some are gone."""
+        type, ``topic``, ``seq`` and payload; ``names`` keeps those of these
+        sessions or jobs. ``last_event_id`` resumes after that sequence number;
+        a ``gaffer:gap`` event says when some are gone. ``timeout`` bounds the
+        wait for each event (ConnectionError when it passes)."""
         params = {"topic": list(topics), "name": list(names), "last_event_id": last_event_id}
-        for kind, data, id_ in iter_sse(self.stream("/events", params)):
-            try:
-                payload = json.loads(data)
-            except ValueError:
-                payload = {"data": data}
-            if not isinstance(payload, dict):
-                payload = {"data": payload}
-            payload.setdefault("event", kind)
-            if id_ is not None and id_.isdigit():
-                payload.setdefault("seq", int(id_))
-            yield payload  # type: ignore[misc]
+        return EventStream(self.stream("/events", params, timeout=timeout))
 
     def channel(self) -> Channel:
         """The pub/sub and command channel (``/channel``), blocking::
@@ -360,7 +353,9 @@ class Client:
         import base64
 
         cred = base64.b64encode(f"{username}:{password}".encode()).decode()
-        return str(self.request("GET", "/auth", headers={"Authorization": f"Basic {cred}"})["api_key"])
+        return str(
+            self.request("GET", "/auth", headers={"Authorization": f"Basic {cred}"})["api_key"]
+        )
 
     def keys(self) -> list[KeyInfo]:
         return list(self.request("GET", "/keys")["keys"])
@@ -426,7 +421,56 @@ class Client:
         self.request("PUT", f"/users/{quote(username, safe='')}/key", {"key": key})
 
 
+class EventStream:
+    """The events of an ``/events`` answer, decoded, as they arrive."""
+
+    def __init__(self, body: BodyStream) -> None:
+        self.body = body
+        self._sse = iter_sse(body)
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Event:
+        kind, data, id_ = next(self._sse)
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = {"data": data}
+        if not isinstance(payload, dict):
+            payload = {"data": payload}
+        payload.setdefault("event", kind)
+        if id_ is not None and id_.isdigit():
+            payload.setdefault("seq", int(id_))
+        return payload  # type: ignore[return-value]
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.body.settimeout(timeout)
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- helpers shared with the asyncio client ---------------------------------------------
+
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str, safe: str = "") -> str:
+    """Percent-encode a path segment or query value; urllib.parse (and the
+    ipaddress module it brings, ~4 ms) only loads for text that needs it."""
+    if _SAFE.issuperset(text):
+        return text
+    from urllib.parse import quote as _quote
+
+    return _quote(text, safe=safe)
 
 
 def with_params(path: str, params: Mapping[str, Any] | None) -> str:
@@ -437,8 +481,8 @@ def with_params(path: str, params: Mapping[str, Any] | None) -> str:
         if value is None:
             continue
         for v in value if isinstance(value, list) else [value]:
-            pairs.append((name, str(v)))
-    return f"{path}?{urlencode(pairs)}" if pairs else path
+            pairs.append(f"{quote(name)}={quote(str(v))}")
+    return f"{path}?{'&'.join(pairs)}" if pairs else path
 
 
 def refusal(resp: Response) -> Exception:

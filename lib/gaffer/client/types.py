@@ -33,6 +33,7 @@ class JobStatus(TypedDict):
     running: int
     ready: int
     restarts: int
+    stopping: int
     processes: list[ProcessRow]
 
 

@@ -17,7 +17,7 @@ from gaffer.client.target import Target
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 MAX_HEAD = 64 * 1024
 READ_SIZE = 64 * 1024
@@ -112,7 +112,7 @@ class Connection:
         path: str,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> tuple[Response, Iterator[bytes]]:
+    ) -> tuple[Response, BodyStream]:
         """Send a request and return its status and headers at once, and the
         body as the chunks arrive. The connection is not reused afterwards."""
         self.close()
@@ -120,14 +120,11 @@ class Connection:
         if status == 0:
             self.close()
             raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+        return Response(status, head, b""), BodyStream(self, self._body(method, status, head))
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from self._body(method, status, head)
-            finally:
-                self.close()
-
-        return Response(status, head, b""), chunks()
+    def settimeout(self, timeout: float | None) -> None:
+        if self._sock is not None:
+            self._sock.settimeout(timeout)
 
     def _send(
         self,
@@ -238,11 +235,37 @@ class Connection:
             self._buf += data
 
 
-def iter_sse(chunks: Iterator[bytes]) -> Iterator[tuple[str, str, str | None]]:
+class BodyStream:
+    """The chunks of a long answer as they arrive; ``settimeout`` bounds the
+    wait for the next one (a :class:`ConnectionError` when it passes)."""
+
+    def __init__(self, conn: Connection, chunks: Iterator[bytes]) -> None:
+        self._conn = conn
+        self._chunks = chunks
+
+    def __iter__(self) -> BodyStream:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._conn.settimeout(timeout)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def iter_sse(chunks: Iterable[bytes]) -> Iterator[tuple[str, str, str | None]]:
     """Server-Sent Events out of a byte stream: ``(event, data, id)``;
     comments (keep-alives) are skipped."""
     buf = b""
-    event, data, id_ = "message", [], None
+    event, id_ = "message", None
+    data: list[str] = []
     for chunk in chunks:
         buf += chunk
         *lines, buf = buf.split(b"\n")

@@ -20,7 +20,8 @@ import yaml
 from gaffer.config import ProcessConfig, split_name
 from gaffer.daemon.logs import LogSettings
 from gaffer.errors import ConfigError
-from gaffer.http.settings import HttpSettings, TlsSettings, default_socket, default_state_dir
+from gaffer.http.settings import HttpSettings, TlsSettings, default_state_dir
+from gaffer.paths import default_socket
 from gaffer.loop import LOOP_KINDS
 
 

@@ -45,7 +45,8 @@ from gaffer.events import Event
 from gaffer.http import HttpApp
 from gaffer.http.keystore import AuthStore
 from gaffer.http.permissions import ADMIN
-from gaffer.http.settings import default_socket, default_state_dir
+from gaffer.http.settings import default_state_dir
+from gaffer.paths import default_socket
 from gaffer.manager import Manager
 
 log = logging.getLogger("gafferd")

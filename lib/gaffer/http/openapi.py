@@ -254,6 +254,7 @@ def schemas() -> dict[str, Schema]:
                 "running": integer(),
                 "ready": integer(),
                 "restarts": integer(),
+                "stopping": integer(description="replaced or scaled-away processes still stopping"),
                 "processes": array(
                     obj(
                         {
