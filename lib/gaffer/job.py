@@ -202,9 +202,9 @@ class Job:
         rows = []
         for _, slot in sorted(self.slots.items()):
             proc = slot.process
-            row = (
-                proc.status(with_stats) if proc is not None else {"pid": None, "index": slot.index}
-            )
+            row: dict[str, Any] = {"pid": None, "index": slot.index}
+            if proc is not None:
+                row = proc.status(with_stats)
             row.update(slot=slot.status, restarts=slot.restart_count, next_start=slot.due)
             rows.append(row)
         for proc in self.once.values():
