@@ -444,3 +444,40 @@ async def test_websocket_routes_answer_options(manager: Manager, api: HttpApp) -
     for path in ("/channel", "/channel/websocket"):
         r = await Client(api).request("OPTIONS", path)
         assert (r.status, r.headers["Allow"]) == (204, "GET, OPTIONS")
+
+
+async def test_status_is_one_request_for_a_status_table(manager: Manager, api: HttpApp) -> None:
+    c = Client(api)
+    job = manager.load({**WEB, "numprocesses": 2})
+    manager.load({"name": "idle", **SLEEP, "numprocesses": 0}, sessionid="other")
+    await manager.wait_running("web", timeout=TIMEOUT)
+    pid = job.pids[0]
+    await c.post(f"/{pid}/signal", {"signal": "KILL"})
+    await manager.wait_for(lambda: job.running == 2 and pid not in job.pids, TIMEOUT)
+    body = (await c.get("/status")).json
+    assert [j["name"] for j in body["jobs"]] == ["default.web", "other.idle"]
+    web = body["jobs"][0]
+    assert (web["active"], web["numprocesses"], web["running"], web["restarts"]) == (True, 2, 2, 1)
+    rows = web["processes"]
+    assert [r["index"] for r in rows] == [0, 1]
+    assert sorted(r["restarts"] for r in rows) == [0, 1]  # the killed slot counts its restart
+    assert {r["os_pid"] for r in rows} == {manager.get_process(p).os_pid for p in job.pids}
+    assert all(r["rss"] > 0 and r["cpu"] is not None for r in rows)
+    # filtered by session or job, and without the psutil figures
+    only = (await c.get("/status?name=other&stats=0")).json["jobs"]
+    assert [j["name"] for j in only] == ["other.idle"] and only[0]["processes"] == []
+    lean = (await c.get("/status?name=default.web&stats=0")).json["jobs"][0]["processes"]
+    assert "rss" not in lean[0] and lean[0]["state"] == "running"
+    r = await c.get("/status?stats=maybe")
+    assert r.status == 400 and "stats" in r.json["error"]
+
+
+async def test_events_filtered_by_job_name(manager: Manager, api: HttpApp) -> None:
+    c = Client(api)
+    chunks, _ = c.stream("/events?topic=EVENTS&name=default.b")
+    await chunks.until(b": connected")
+    manager.load({"name": "a", **SLEEP})
+    manager.load({"name": "b", **SLEEP})
+    await chunks.until(b"event: spawn")
+    names = {json.loads(e["data"])["name"] for e in parse_sse(chunks.data)}
+    assert names == {"default.b"}
