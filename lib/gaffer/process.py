@@ -99,6 +99,7 @@ class Process:
         self.on_drained: Callable[[Process], None] | None = None
         self._stopped: asyncio.Future[Process] = loop.create_future()
         self._psutil: psutil.Process | None = None
+        self._cpu_sample: tuple[float, float] | None = None  # for status(): (CPU s, when)
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.name}[{self.index}] os_pid={self.os_pid} {self.state}>"
@@ -529,7 +530,10 @@ class Process:
             "uptime": None if self.uptime is None else round(self.uptime, 3),
         }
         if with_stats:
-            out.update(brief(self._ps()))
+            # CPU % since the previous status of this process, or since it started
+            since = self._cpu_sample or (0.0, self.started_mono or time.monotonic())
+            figures, self._cpu_sample = brief(self.os_pid if self.alive else None, since)
+            out.update(figures)
         return out
 
     def info(self) -> dict[str, Any]:

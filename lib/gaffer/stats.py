@@ -6,6 +6,7 @@ each figure it could not read: stats never raise.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,21 +53,46 @@ def sample(proc: psutil.Process | None, started: float | None) -> dict[str, Any]
     return out
 
 
-def brief(proc: psutil.Process | None) -> dict[str, Any]:
-    """CPU % (since the previous sample) and memory only: the figures a status
-    table shows, read from two /proc files instead of the seven of :func:`sample`."""
-    out: dict[str, Any] = {"cpu": None, "mem": None, "rss": None}
-    if proc is None:
-        return out
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def read_stat(os_pid: int) -> tuple[float, int] | None:
+    """CPU seconds (user + system) and resident bytes of a process, from one
+    read of /proc/<pid>/stat; None when it is gone. A status table samples
+    every process at once: this costs ~27 us a process here, psutil's
+    oneshot()/cpu_percent()/memory_info() ~150 us."""
     try:
-        with proc.oneshot():
-            out["cpu"] = proc.cpu_percent(None)
-            rss = proc.memory_info().rss
-            out["rss"] = rss
-            out["mem"] = round(100.0 * rss / _total_memory(), 3)
-    except psutil.Error:
-        pass
-    return out
+        with open(f"/proc/{os_pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after it
+    fields = data[data.rindex(b")") + 2 :].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[21]) * _PAGE_SIZE
+    except (IndexError, ValueError):
+        return None
+
+
+def brief(
+    os_pid: int | None, since: tuple[float, float]
+) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """CPU % and memory only, the figures a status table shows. ``since`` is
+    (CPU seconds, monotonic time) of the previous sample (or of the start);
+    returns the figures and the sample to pass next time."""
+    out: dict[str, Any] = {"cpu": None, "mem": None, "rss": None}
+    got = None if os_pid is None else read_stat(os_pid)
+    if got is None:
+        return out, None
+    cpu_s, rss = got
+    now = time.monotonic()
+    elapsed = now - since[1]
+    if elapsed > 0:
+        out["cpu"] = round(max(0.0, 100.0 * (cpu_s - since[0]) / elapsed), 1)
+    out["rss"] = rss
+    out["mem"] = round(100.0 * rss / _total_memory(), 3)
+    return out, (cpu_s, now)
 
 
 _TOTAL_MEMORY: list[int] = []

@@ -19,6 +19,7 @@ from gaffer.client.errors import ConnectionError, GafferClientError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 COMMAND_MODULES = ("jobs", "io", "watch", "admin", "dev", "completion")
 # Which module defines each command, so that only that one is imported and
@@ -58,6 +59,7 @@ COMMANDS = {
     **dict.fromkeys(
         (
             "login",
+            "logout",
             "key:list",
             "key:create",
             "key:info",
@@ -79,7 +81,28 @@ COMMANDS = {
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's, with the terminal width looked up once: argparse makes a
+    formatter for every add_argument() (to check the metavar), each asking
+    shutil (imported for it) for the terminal's size — 4 ms at each start."""
+
+    _columns: int | None = None
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        if Formatter._columns is None:
+            import os
+
+            try:
+                Formatter._columns = os.get_terminal_size(sys.stderr.fileno()).columns
+            except (OSError, ValueError):
+                Formatter._columns = 80
+        super().__init__(prog, indent_increment, max_help_position, Formatter._columns - 2)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kw)
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         command = self.prog.partition(" ")[2]
@@ -90,7 +113,7 @@ def common_options() -> argparse.ArgumentParser:
     """Options every command takes, before or after its name. Defaults are
     SUPPRESSed here and set once on the top parser, so a subcommand's parser
     never resets what was given before the command's name."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     s = argparse.SUPPRESS
     g = p.add_argument_group("connection")
     g.add_argument(
@@ -148,8 +171,25 @@ DEFAULTS = {
 }
 
 
-def build_parser(only: str | None = None) -> Parser:
-    """The parser, with every command's (``only=None``) or one module's."""
+class _OneCommand:
+    """Stands in for the subparsers while only ``command`` is wanted: the
+    module's other commands get a detached parser without the common options
+    (their parsers are never used; building them in full is most of the cost
+    of parsing)."""
+
+    def __init__(self, sub: Any, command: str) -> None:
+        self._sub = sub
+        self._command = command
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        if self._command == name or self._command in kw.get("aliases", ()):
+            return self._sub.add_parser(name, **kw)  # type: ignore[no-any-return]
+        return Parser(add_help=False)
+
+
+def build_parser(only: str | None = None, command: str | None = None) -> Parser:
+    """The parser, with every command's (``only=None``), or one module's, or
+    (``command`` given too) only that command's."""
     import importlib
 
     common = common_options()
@@ -163,10 +203,13 @@ def build_parser(only: str | None = None) -> Parser:
     # subparser, and a default set here would be reset by the subcommand.
     parser.set_defaults(func=None)
     parser.add_argument("-V", "--version", action="version", version=f"gaffer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    # prog given: else argparse lays out a usage line (and imports shutil) to make it
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser, prog="gaffer"
+    )
     for name in COMMAND_MODULES if only is None else (only,):
         module = importlib.import_module(f"gaffer.cli.commands.{name}")
-        module.register(sub, common)
+        module.register(sub if command is None else _OneCommand(sub, command), common)
     return parser
 
 
@@ -174,9 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else list(argv)
     ctx: Context | None = None
     try:
-        module = next((COMMANDS[a] for a in args_in if a in COMMANDS), None)
+        command = next((a for a in args_in if a in COMMANDS), None)
+        module = COMMANDS[command] if command else None
         try:
-            args = build_parser(module).parse_args(args_in)
+            args = build_parser(module, command).parse_args(args_in)
         except UsageError:
             if module is None:
                 raise

@@ -10,7 +10,7 @@ of the connection.
 
 from __future__ import annotations
 
-import socket
+import _socket
 
 from gaffer.client.errors import ConnectionError
 from gaffer.client.target import Target
@@ -38,16 +38,18 @@ class Connection:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._buf = bytearray()
 
     # -- socket -------------------------------------------------------------------
 
-    def _connect(self, timeout: float | None) -> socket.socket:
+    def _connect(self, timeout: float | None) -> _socket.socket:
         t = self.target
         try:
             if t.unix_path is not None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                # The C module itself: socket.py builds enum tables at import,
+                # ~5 ms of every `gaffer` command, and a unix socket needs none.
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 sock.settimeout(timeout)
                 try:
                     sock.connect(t.unix_path)
@@ -55,10 +57,13 @@ class Connection:
                     sock.close()
                     raise
             else:
-                sock = socket.create_connection((t.host, t.port), timeout=timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                import socket
+
+                tcp = socket.create_connection((t.host, t.port), timeout=timeout)
+                tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if t.tls:
-                    sock = t.ssl_context().wrap_socket(sock, server_hostname=t.host)
+                    tcp = t.ssl_context().wrap_socket(tcp, server_hostname=t.host)
+                sock = tcp
         except OSError as e:
             raise ConnectionError(f"cannot reach gafferd at {t.url}: {_why(e)}") from None
         return sock
@@ -263,29 +268,43 @@ class BodyStream:
 def iter_sse(chunks: Iterable[bytes]) -> Iterator[tuple[str, str, str | None]]:
     """Server-Sent Events out of a byte stream: ``(event, data, id)``;
     comments (keep-alives) are skipped."""
-    buf = b""
-    event, id_ = "message", None
-    data: list[str] = []
+    parser = SSEParser()
     for chunk in chunks:
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
+        yield from parser.feed(chunk)
+
+
+class SSEParser:
+    """Server-Sent Events, fed chunk by chunk (the asyncio client has no
+    blocking iterable to hand :func:`iter_sse`)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._event: str = "message"
+        self._id: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str, str | None]]:
+        """The events that ``chunk`` completes: ``(event, data, id)``."""
+        out = []
+        *lines, self._buf = (self._buf + chunk).split(b"\n")
         for raw in lines:
             line = raw.rstrip(b"\r").decode("utf-8", "replace")
             if not line:
-                if data:
-                    yield event, "\n".join(data), id_
-                event, data, id_ = "message", [], None
+                if self._data:
+                    out.append((self._event, "\n".join(self._data), self._id))
+                self._event, self._data, self._id = "message", [], None
                 continue
             if line.startswith(":"):
                 continue
             name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
             if name == "event":
-                event = value
+                self._event = value
             elif name == "data":
-                data.append(value)
+                self._data.append(value)
             elif name == "id":
-                id_ = value
+                self._id = value
+        return out
 
 
 def _why(e: OSError) -> str:
