@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import SLEEP, TIMEOUT, next_event
+from conftest import PYTHON, SLEEP, TIMEOUT, next_event
 from gaffer.http import HttpApp
 from gaffer.manager import Manager
 from httpkit import Client, make_key, start_app
@@ -481,3 +481,20 @@ async def test_events_filtered_by_job_name(manager: Manager, api: HttpApp) -> No
     await chunks.until(b"event: spawn")
     names = {json.loads(e["data"])["name"] for e in parse_sse(chunks.data)}
     assert names == {"default.b"}
+
+
+async def test_status_cpu_and_memory_are_the_process_own(manager: Manager, api: HttpApp) -> None:
+    c = Client(api)
+    # burns 0.3 s of CPU, says so, and goes on burning
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    burn += "print('hot', flush=True)\nwhile True: pass\n"
+    sub = manager.subscribe("stream")
+    manager.load({"name": "busy", "cmd": PYTHON, "args": ["-c", burn], "startsecs": 0})
+    manager.load({"name": "idle", **SLEEP})
+    await next_event(sub, lambda e: e.type == "output" and b"hot" in e.data["data"])
+    manager.unsubscribe("stream", sub)
+    await manager.wait_running("idle", timeout=TIMEOUT)
+    jobs = {j["name"]: j["processes"][0] for j in (await c.get("/status")).json["jobs"]}
+    assert jobs["default.busy"]["cpu"] > 10.0, jobs
+    assert jobs["default.idle"]["cpu"] < 5.0, jobs
+    assert 0 < jobs["default.idle"]["rss"] < jobs["default.busy"]["rss"]

@@ -54,6 +54,7 @@ def sample(proc: psutil.Process | None, started: float | None) -> dict[str, Any]
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CPU_WINDOW = 1.0  # seconds
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -79,8 +80,10 @@ def brief(
     os_pid: int | None, since: tuple[float, float]
 ) -> tuple[dict[str, Any], tuple[float, float] | None]:
     """CPU % and memory only, the figures a status table shows. ``since`` is
-    (CPU seconds, monotonic time) of the previous sample (or of the start);
-    returns the figures and the sample to pass next time."""
+    (CPU seconds, monotonic time) of an earlier sample (or of the start);
+    returns the figures and the sample to pass next time, which moves on only
+    once a second has passed: CPU time comes in 10 ms ticks, so a shorter
+    window would read a busy process as idle."""
     out: dict[str, Any] = {"cpu": None, "mem": None, "rss": None}
     got = None if os_pid is None else read_stat(os_pid)
     if got is None:
@@ -92,7 +95,7 @@ def brief(
         out["cpu"] = round(max(0.0, 100.0 * (cpu_s - since[0]) / elapsed), 1)
     out["rss"] = rss
     out["mem"] = round(100.0 * rss / _total_memory(), 3)
-    return out, (cpu_s, now)
+    return out, (cpu_s, now) if elapsed >= CPU_WINDOW else since
 
 
 _TOTAL_MEMORY: list[int] = []
