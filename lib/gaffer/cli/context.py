@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 class UsageError(Exception):
     """Bad arguments or a bad local file: exit code 2."""
 
+    usage = ""  # the command's usage line, when argparse refused the arguments
+
 
 class Failure(Exception):
     """The operation did not do what was asked (already reported, or the

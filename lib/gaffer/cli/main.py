@@ -54,7 +54,7 @@ COMMANDS = {
         ),
         "jobs",
     ),
-    **dict.fromkeys(("send",), "io"),
+    **dict.fromkeys(("send", "recv"), "io"),
     **dict.fromkeys(("logs", "events", "top"), "watch"),
     **dict.fromkeys(
         (
@@ -104,9 +104,10 @@ class Parser(argparse.ArgumentParser):
         kw.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kw)
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
         command = self.prog.partition(" ")[2]
-        raise UsageError(f"{command}: {message}" if command else message)
+        err = UsageError(f"{command}: {message}" if command else message)
+        err.usage = self.format_usage()
+        raise err
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(ctx, args)
         return EXIT_OK if code is None else int(code)
     except UsageError as e:
+        if e.usage:
+            sys.stderr.write(e.usage)
         _report(ctx, str(e), 2, "try 'gaffer --help' or 'gaffer COMMAND --help'")
         return EXIT_USAGE
     except ConnectionError as e:

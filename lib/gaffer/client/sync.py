@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from typing import Any
 
-    from gaffer.client.channel import Channel
+    from gaffer.client.channel import SyncChannel, SyncProcessIO
     from gaffer.client.types import (
         Event,
         JobInfo,
@@ -284,14 +284,15 @@ class Client:
 
     def send(self, pid: int, data: bytes | str, stream: str | None = None) -> None:
         """Write to a process's stdin (or a named input stream)."""
-        with self.channel_io(pid, stream) as io:
+        with self.channel_io(pid, stream, mode=2) as io:
             io.write(data)
 
-    def channel_io(self, pid: int, stream: str | None = None) -> Any:
-        """The process's IO channel (``/<pid>/channel``), as a blocking object."""
+    def channel_io(self, pid: int, stream: str | None = None, mode: int = 3) -> SyncProcessIO:
+        """The process's IO channel (``/<pid>/channel``), as a blocking object:
+        ``mode`` 1 reads its output, 2 writes to it, 3 both."""
         from gaffer.client.channel import ProcessIO
 
-        return ProcessIO.open_sync(self.target, pid, stream)
+        return ProcessIO.open_sync(self.target, pid, stream, mode)
 
     # -- output and events ----------------------------------------------------------
 
@@ -333,7 +334,7 @@ class Client:
         params = {"topic": list(topics), "name": list(names), "last_event_id": last_event_id}
         return EventStream(self.stream("/events", params, timeout=timeout))
 
-    def channel(self) -> Channel:
+    def channel(self) -> SyncChannel:
         """The pub/sub and command channel (``/channel``), blocking::
 
         with client.channel() as ch:
@@ -379,7 +380,8 @@ class Client:
 
     def delete_key(self, key: str) -> int:
         """Delete a key and its descendants; returns how many were deleted."""
-        return int(self.request("DELETE", f"/keys/{quote(key, safe='')}").get("deleted", 1))
+        deleted = self.request("DELETE", f"/keys/{quote(key, safe='')}").get("deleted", [key])
+        return len(deleted) if isinstance(deleted, list) else int(deleted)
 
     def users(self) -> list[UserInfo]:
         return list(self.request("GET", "/users")["users"])
@@ -432,17 +434,7 @@ class EventStream:
         return self
 
     def __next__(self) -> Event:
-        kind, data, id_ = next(self._sse)
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            payload = {"data": data}
-        if not isinstance(payload, dict):
-            payload = {"data": payload}
-        payload.setdefault("event", kind)
-        if id_ is not None and id_.isdigit():
-            payload.setdefault("seq", int(id_))
-        return payload  # type: ignore[return-value]
+        return sse_event(*next(self._sse))
 
     def settimeout(self, timeout: float | None) -> None:
         self.body.settimeout(timeout)
@@ -495,6 +487,21 @@ def refusal(resp: Response) -> Exception:
     except ValueError:
         pass
     return from_status(resp.status, reason or f"HTTP {resp.status}")
+
+
+def sse_event(kind: str, data: str, id_: str | None) -> Event:
+    """One ``/events`` SSE event as a dict: its JSON payload, with its type
+    (``event``) and sequence number (``seq``, from the SSE id)."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = {"data": data}
+    if not isinstance(payload, dict):
+        payload = {"data": payload}
+    payload.setdefault("event", kind)
+    if id_ is not None and id_.isdigit():
+        payload.setdefault("seq", int(id_))
+    return payload  # type: ignore[return-value]
 
 
 def decode(resp: Response) -> Any:

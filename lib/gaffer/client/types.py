@@ -149,7 +149,7 @@ class ReloadResult(TypedDict, total=False):
     updated: list[str]
     scaled: list[str]
     unchanged: list[str]
-    failed: list[str]
+    failed: dict[str, str]  # job -> why
 
 
 class Event(TypedDict, total=False):
