@@ -21,8 +21,8 @@ from gaffer.config import ProcessConfig, split_name
 from gaffer.daemon.logs import LogSettings
 from gaffer.errors import ConfigError
 from gaffer.http.settings import HttpSettings, TlsSettings, default_state_dir
-from gaffer.paths import default_socket
 from gaffer.loop import LOOP_KINDS
+from gaffer.paths import default_socket
 
 
 class _Map(dict[Any, Any]):
@@ -445,7 +445,24 @@ def _procfile(value: Any, base_dir: str, source: str, line: int | None) -> list[
             "procfile.session", f"bad session name {session!r}", source=source, line=line
         )
     full, lines = _read_lines(path, base_dir, "procfile", source, line)
-    out: list[JobEntry] = []
+    return [JobEntry(session, config) for config in _procfile_configs(full, lines)]
+
+
+def read_procfile(path: str, port_base: int = 5000) -> list[ProcessConfig]:
+    """The jobs of a Procfile (``name: command`` lines), in order: run by the
+    shell, with the daemon's environment and ``$PORT`` set as foreman does
+    (``port_base``, then +100 a line). ConfigError names the file and line."""
+    full, lines = _read_lines(path, os.getcwd(), "procfile")
+    return _procfile_configs(full, lines, port_base)
+
+
+def read_env_files(paths: str | list[str], base_dir: str = ".") -> dict[str, str]:
+    """The variables of ``.env`` files (``KEY=VALUE`` lines); later files win."""
+    return _read_env_files(paths, base_dir)
+
+
+def _procfile_configs(full: str, lines: list[str], port_base: int = 5000) -> list[ProcessConfig]:
+    out: list[ProcessConfig] = []
     for n, raw in enumerate(lines, 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
@@ -453,11 +470,12 @@ def _procfile(value: Any, base_dir: str, source: str, line: int | None) -> list[
         if m is None:
             raise ConfigError(None, f"expected 'name: command', got {raw!r}", source=full, line=n)
         name, command = m.groups()
-        port = str(5000 + 100 * len(out))
-        config = ProcessConfig.from_dict(
-            {"name": name, "cmd": command, "shell": True, "env": {"PORT": port}, "os_env": True}
+        port = str(port_base + 100 * len(out))
+        out.append(
+            ProcessConfig.from_dict(
+                {"name": name, "cmd": command, "shell": True, "env": {"PORT": port}, "os_env": True}
+            )
         )
-        out.append(JobEntry(session, config))
     return out
 
 
