@@ -90,6 +90,8 @@ def served(tmp_path: Path, config: str = "", *args: str) -> Iterator[Gaffer]:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def sleeper(name: str = "web", n: int = 1, startsecs: float = 0) -> str:

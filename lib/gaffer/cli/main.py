@@ -103,6 +103,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kw: Any) -> None:
         kw.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kw)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         command = self.prog.partition(" ")[2]
         err = UsageError(f"{command}: {message}" if command else message)

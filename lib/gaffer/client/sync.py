@@ -15,7 +15,7 @@ from gaffer.client.wire import BodyStream, Connection, Response, iter_sse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
     from gaffer.client.channel import SyncChannel, SyncProcessIO
@@ -303,7 +303,7 @@ class Client:
         *,
         offset: int | None = None,
         replay: int | None = None,
-    ) -> Iterator[bytes]:
+    ) -> BodyStream:
         """A process's output as it is written, until the process closes the
         stream: from ``offset`` (bytes since the stream began), or the last
         ``replay`` bytes, or all the daemon kept (64 KiB)."""
