@@ -17,7 +17,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
     from typing import Any, TextIO
 
 _SGR = {
@@ -150,7 +150,9 @@ class Output:
             if flexible:
                 i = max(flexible, key=lambda k: widths[k])
                 widths[i] = max(len(heads[i]), 4, widths[i] - (total - limit))
-                cells = [[_cut(c, widths[i]) if k == i else c for k, c in enumerate(r)] for r in cells]
+                cells = [
+                    [_cut(c, widths[i]) if k == i else c for k, c in enumerate(r)] for r in cells
+                ]
 
         def line(values: Sequence[str], paint: bool) -> str:
             out = []

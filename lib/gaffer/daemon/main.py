@@ -46,8 +46,8 @@ from gaffer.http import HttpApp
 from gaffer.http.keystore import AuthStore
 from gaffer.http.permissions import ADMIN
 from gaffer.http.settings import default_state_dir
-from gaffer.paths import default_socket
 from gaffer.manager import Manager
+from gaffer.paths import default_socket
 
 log = logging.getLogger("gafferd")
 
