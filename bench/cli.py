@@ -38,7 +38,7 @@ PROCS = 100
 
 def _wall(argv: list[str]) -> float:
     t = time.perf_counter()
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    r = subprocess.run(argv, capture_output=True, check=False)
     elapsed = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"{argv} exited {r.returncode}: {r.stderr.decode()[-500:]}")
