@@ -145,8 +145,8 @@ def running(
     name: str, want: int | None = None, replacing: set[int] | frozenset[int] = frozenset()
 ) -> Callable[[dict[str, JobStatus]], Outcome]:
     """Done when the job runs its wanted number of processes, each up and
-    ready (none of them one of ``replacing``); failed when one of its slots is
-    fatal or flapping."""
+    ready (none of them one of ``replacing``); failed when each slot is either
+    up or has given up (fatal or flapping), and one has."""
 
     def check(jobs: dict[str, JobStatus]) -> Outcome:
         job = jobs.get(name)
@@ -161,7 +161,9 @@ def running(
         ]
         progress = f"{len(up)}/{wanted} running"
         failed = [r for r in rows if r.get("slot") in FAILED_SLOTS]
-        if failed:
+        # given up only once no other slot is still on its way: then the report is whole
+        pending = [r for r in rows if r not in up and r not in failed]
+        if failed and not pending and len(rows) == wanted:
             return Outcome(
                 True,
                 False,
