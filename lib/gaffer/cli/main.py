@@ -299,15 +299,13 @@ def run() -> None:
     takes ~7 ms here, an eighth of what ``gaffer ps`` may take. Output is
     flushed first; nothing the command opened needs more than that (files are
     written through ``with`` blocks, helper threads are daemons)."""
+    import contextlib  # already loaded by then (argparse's gettext brings it)
+
     code = main()
-    try:
+    with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError):  # closed after a broken pipe
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # closed after a broken pipe
-        pass
     os._exit(code)
 
 
