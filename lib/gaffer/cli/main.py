@@ -91,7 +91,6 @@ class Formatter(argparse.HelpFormatter):
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
         if Formatter._columns is None:
-
             try:
                 Formatter._columns = os.get_terminal_size(sys.stderr.fileno()).columns
             except (OSError, ValueError):
