@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import sys
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from clikit import Gaffer, served, sleeper
+from gaffer.client import Client, ConnectionError
 
 
 def test_ps_shows_every_process(tmp_path: Path) -> None:
@@ -31,3 +37,90 @@ def test_bad_arguments_are_exit_2(tmp_path: Path) -> None:
     r = gaffer("ps", "--bogus")
     assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
     assert gaffer("no-such-command").returncode == 2
+
+
+def test_wait_timeout_is_a_deadline(tmp_path: Path) -> None:
+    ignore_term = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+    )
+    stubborn = (
+        "jobs:\n  stubborn:\n"
+        f"    cmd: {sys.executable}\n"
+        f"    args: ['-c', '{ignore_term}']\n"
+        "    graceful_timeout: 60\n    startsecs: 0\n"
+    )
+    with served(tmp_path, stubborn) as gaffer:
+        assert gaffer("start", "stubborn").returncode == 0
+        t = time.monotonic()
+        r = gaffer("stop", "stubborn", "--wait-timeout", "1")
+        assert r.returncode == 1 and "timed out after 1s" in r.stderr, r.stderr
+        assert time.monotonic() - t < 10
+        # it is still stopping (60 s of grace): finish it off
+        assert gaffer("kill", "stubborn", "KILL").returncode == 0
+        assert gaffer("stop", "stubborn").returncode == 0
+
+
+def test_a_timed_out_request_does_not_shift_the_answers(tmp_path: Path) -> None:
+    ticker = "jobs:\n  tick:\n    cmd: sleep\n    args: ['3600']\n    startsecs: 0\n"
+    with served(tmp_path, ticker) as gaffer:
+        c = Client(gaffer.sock, timeout=0.5)
+        (pid,) = c.pids()
+        # a long poll that outlasts the client's timeout
+        with pytest.raises(ConnectionError, match="did not answer in time"):
+            c.request("GET", f"/streams/{pid}/stdout", params={"feed": "longpoll", "timeout": 3})
+        assert c.version() == gaffer.json("daemon", "status")["version"]
+        assert c.sessions() == ["default"]
+        c.close()
+
+
+def test_streams_give_up_on_a_daemon_that_never_answers(tmp_path: Path) -> None:
+    path = str(tmp_path / "mute.sock")
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(path)
+    mute.listen(8)  # connections wait in the backlog, never accepted
+    gaffer = Gaffer(path, tmp_path / "home")
+    try:
+        for args in (["ps"], ["events"], ["logs", "-f"]):
+            t = time.monotonic()
+            r = gaffer(*args, "--timeout", "1", timeout=20)
+            assert r.returncode == 3 and "did not answer in time" in r.stderr, (args, r.stderr)
+            assert time.monotonic() - t < 10
+    finally:
+        mute.close()
+
+
+def test_a_stream_deadline_holds_while_keepalives_come(tmp_path: Path) -> None:
+    """A daemon that only ever sends SSE keep-alive comments (as gafferd does
+    every 15 s on a quiet stream; here every 0.1 s) cannot hold a reader past
+    its deadline."""
+    path = str(tmp_path / "chatty.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            while not stop.wait(0.1):
+                conn.sendall(b"e\r\n: keepalive\n\n\r\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        events = Client(path).events()
+        events.body.set_deadline(time.monotonic() + 1.0)
+        t = time.monotonic()
+        with pytest.raises(ConnectionError, match="did not answer in time"):
+            next(events)
+        assert 0.9 < time.monotonic() - t < 3
+        events.close()
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

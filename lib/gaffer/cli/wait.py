@@ -76,6 +76,7 @@ class Watch:
             return Outcome(True, True, "not waited for (--no-wait)")
         client = self.ctx.client
         deadline = time.monotonic() + self.timeout
+        self._events.body.set_deadline(deadline)
         with _progress(self.ctx, what) as show:
             while True:
                 jobs = {j["name"]: j for j in client.status(self.names, stats=False)}
@@ -83,10 +84,8 @@ class Watch:
                 show(outcome.progress)
                 if outcome.done:
                     return outcome
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if time.monotonic() >= deadline:
                     break
-                self._events.settimeout(left)
                 try:
                     next(self._events)
                 except ConnectionError:
