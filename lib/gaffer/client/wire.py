@@ -11,6 +11,7 @@ of the connection.
 from __future__ import annotations
 
 import _socket
+from time import monotonic as _monotonic
 
 from gaffer.client.errors import ConnectionError
 from gaffer.client.target import Target
@@ -40,6 +41,8 @@ class Connection:
         self.target = target
         self._sock: _socket.socket | None = None
         self._buf = bytearray()
+        # time.monotonic() by which the answer must be complete (a stream's reader sets it)
+        self.deadline: float | None = None
 
     # -- socket -------------------------------------------------------------------
 
@@ -76,6 +79,13 @@ class Connection:
 
     def _recv(self) -> bytes:
         assert self._sock is not None
+        if self.deadline is not None:
+            # each read gets what is left, not a fresh timeout: keep-alive
+            # comments on a quiet stream must not push the deadline back
+            left = self.deadline - _monotonic()
+            if left <= 0:
+                raise ConnectionError(f"gafferd at {self.target.url} did not answer in time")
+            self._sock.settimeout(left)
         try:
             data = self._sock.recv(READ_SIZE)
         except TimeoutError:
@@ -95,20 +105,25 @@ class Connection:
         timeout: float | None = -1.0,
     ) -> Response:
         """Send a request and read the whole answer. A kept-alive connection
-        the daemon closed meanwhile is opened again once."""
-        for attempt in (0, 1):
-            reused = self._sock is not None
-            status, head = self._send(method, path, body, headers, timeout)
-            if status == 0 and reused and attempt == 0:
-                self.close()  # the daemon closed the idle connection: once more
-                continue
-            if status == 0:
-                self.close()
-                raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
-            chunks = b"".join(self._body(method, status, head))
-            if head.get("connection", "").lower() == "close":
-                self.close()
-            return Response(status, head, chunks)
+        the daemon closed meanwhile is opened again once. After any failure the
+        connection is dropped: a half-read answer must not be taken for the
+        next request's."""
+        try:
+            for attempt in (0, 1):
+                reused = self._sock is not None
+                status, head = self._send(method, path, body, headers, timeout)
+                if status == 0 and reused and attempt == 0:
+                    self.close()  # the daemon closed the idle connection: once more
+                    continue
+                if status == 0:
+                    raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+                chunks = b"".join(self._body(method, status, head))
+                if head.get("connection", "").lower() == "close":
+                    self.close()
+                return Response(status, head, chunks)
+        except BaseException:
+            self.close()
+            raise
         raise AssertionError("unreachable")
 
     def stream(
@@ -118,13 +133,18 @@ class Connection:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[Response, BodyStream]:
-        """Send a request and return its status and headers at once, and the
-        body as the chunks arrive. The connection is not reused afterwards."""
+        """Send a request and return its status and headers at once (within
+        the target's timeout), and the body as the chunks arrive (each within
+        ``timeout``). The connection is not reused afterwards."""
         self.close()
-        status, head = self._send(method, path, None, headers, timeout)
-        if status == 0:
+        try:
+            status, head = self._send(method, path, None, headers, -1.0)
+            if status == 0:
+                raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+            self.settimeout(timeout)
+        except BaseException:
             self.close()
-            raise ConnectionError(f"gafferd at {self.target.url} closed the connection")
+            raise
         return Response(status, head, b""), BodyStream(self, self._body(method, status, head))
 
     def settimeout(self, timeout: float | None) -> None:
@@ -260,6 +280,11 @@ class BodyStream:
 
     def settimeout(self, timeout: float | None) -> None:
         self._conn.settimeout(timeout)
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Give up (ConnectionError) once ``time.monotonic()`` passes this,
+        however often the daemon sends keep-alives meanwhile."""
+        self._conn.deadline = deadline
 
     def close(self) -> None:
         self._conn.close()
