@@ -110,6 +110,14 @@ class Output:
         """A remark for a person: stderr, so that piped output stays clean."""
         print(text, file=sys.stderr)
 
+    def result(self, obj: Any, text: str | None) -> None:
+        """A command's answer: ``obj`` as JSON with ``--json``, else ``text``
+        (nothing when it is None)."""
+        if self.json_mode:
+            self.json(obj)
+        elif text is not None:
+            self.print(text)
+
     def json(self, obj: Any) -> None:
         json.dump(obj, self.stream, indent=2 if self.tty else None, sort_keys=False)
         self.stream.write("\n")
@@ -134,22 +142,41 @@ class Output:
         rows: Sequence[Sequence[Any]],
         align: str = "",
         states: int | None = None,
+        optional: Sequence[int] = (),
     ) -> str:
         """Rows under headers, columns aligned (``align``: ``l`` or ``r`` per
-        column, default left), two spaces apart; on a terminal too narrow, the
-        widest left-aligned column is cut short with ``…``. Column ``states`` is
-        coloured by state."""
+        column, default left), two spaces apart. On a terminal too narrow, the
+        ``optional`` columns are left out (in that order) until it fits, then
+        the widest left-aligned column is cut short with ``…``. Column
+        ``states`` is coloured by state."""
         cells = [[("-" if v is None else str(v)).replace("\n", " ") for v in row] for row in rows]
         heads = list(headers)
         align = align.ljust(len(heads), "l")
         widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(heads)]
         limit = self.width
-        total = sum(widths) + 2 * (len(widths) - 1)
-        if limit and total > limit:
+
+        def total() -> int:
+            return sum(widths) + 2 * (len(widths) - 1)
+
+        if limit and total() > limit and optional:
+            keep = list(range(len(heads)))
+            for col in optional:
+                if total() <= limit:
+                    break
+                if col in keep:
+                    i = keep.index(col)
+                    columns: list[list[Any]] = [keep, heads, widths, *cells]
+                    for seq in columns:
+                        del seq[i]
+                    align = align[:i] + align[i + 1 :]
+            if states is not None:
+                states = keep.index(states) if states in keep else None
+        total_width = total()
+        if limit and total_width > limit:
             flexible = [i for i, a in enumerate(align) if a == "l" and i != states]
             if flexible:
                 i = max(flexible, key=lambda k: widths[k])
-                widths[i] = max(len(heads[i]), 4, widths[i] - (total - limit))
+                widths[i] = max(len(heads[i]), 4, widths[i] - (total_width - limit))
                 cells = [
                     [_cut(c, widths[i]) if k == i else c for k, c in enumerate(r)] for r in cells
                 ]
