@@ -249,23 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         if e.usage:
             sys.stderr.write(e.usage)
-        _report(ctx, str(e), 2, "try 'gaffer --help' or 'gaffer COMMAND --help'")
-        return EXIT_USAGE
+        _report(ctx, args_in, str(e), 2, "try 'gaffer --help' or 'gaffer COMMAND --help'")
+        return _own(ctx, EXIT_USAGE)
     except ConnectionError as e:
-        _report(
-            ctx,
-            str(e),
-            0,
-            "start it with `gafferd` (or `make run`), or point -H/$GAFFER_HOST at it",
-        )
-        return EXIT_UNREACHABLE
+        hint = "start it with `gafferd` (or `make run`), or point -H/$GAFFER_HOST at it"
+        _report(ctx, args_in, str(e), 0, hint)
+        return _own(ctx, EXIT_UNREACHABLE)
     except GafferClientError as e:
-        _report(ctx, f"{e.reason} ({e.status})" if e.status else e.reason, e.status)
-        return EXIT_FAILED
+        message = f"{e.reason} ({e.status})" if e.status else e.reason
+        _report(ctx, args_in, message, e.status)
+        return _own(ctx, EXIT_FAILED)
     except Failure as e:
         if str(e):
-            _report(ctx, str(e), 1)
-        return EXIT_FAILED
+            _report(ctx, args_in, str(e), 1)
+        return _own(ctx, EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -277,8 +274,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.close()
 
 
-def _report(ctx: Context | None, message: str, errno: int, hint: str | None = None) -> None:
-    if ctx is not None and ctx.args.json:
+def _own(ctx: Context | None, code: int) -> int:
+    """The exit code for gaffer's own failure. A command whose exit code is
+    another program's (``run -f`` exits with the run's status) sets
+    ``own_failure`` so that its own failures cannot be taken for the run's
+    (as ``docker run`` does with 125)."""
+    own = getattr(ctx.args, "own_failure", None) if ctx is not None else None
+    return code if own is None else int(own)
+
+
+def _report(
+    ctx: Context | None, argv: Sequence[str], message: str, errno: int, hint: str | None = None
+) -> None:
+    # before the arguments are parsed there is no ctx: --json still asks for JSON
+    if ctx.args.json if ctx is not None else "--json" in argv:
         import json
 
         print(json.dumps({"error": message, "errno": errno}))
