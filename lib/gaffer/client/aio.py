@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import socket
 import ssl
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.netutil
 import tornado.websocket
@@ -27,25 +26,18 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 from tornado.tcpclient import TCPClient
 
+from gaffer.client import api
+from gaffer.client.api import decode, refusal, sse_event, with_params
 from gaffer.client.errors import ConnectionError, GafferClientError, NotFound
-from gaffer.client.sync import decode, job_path, quote, refusal, sse_event, with_params
+from gaffer.client.sync import Client
 from gaffer.client.target import Target
-from gaffer.client.wire import Response, SSEParser, _why
+from gaffer.client.wire import Response, SSEParser, os_reason
 
 if TYPE_CHECKING:
+    from gaffer.client import types
     from gaffer.client.channel import Channel, ProcessIO
-    from gaffer.client.types import (
-        Event,
-        JobInfo,
-        JobStats,
-        JobStatus,
-        KeyInfo,
-        Permissions,
-        ProcessInfo,
-        ProcessStats,
-        ReloadResult,
-        UserInfo,
-    )
+
+R = TypeVar("R")
 
 # A stream is read as long as the daemon writes it (an event stream never ends).
 UNBOUNDED = 1 << 62
@@ -120,7 +112,7 @@ class Transport:
         if isinstance(exc, StreamClosedError | HTTPClientError):
             return ConnectionError(f"gafferd at {url} closed the connection")
         if isinstance(exc, OSError):
-            return ConnectionError(f"cannot reach gafferd at {url}: {_why(exc)}")
+            return ConnectionError(f"cannot reach gafferd at {url}: {os_reason(exc)}")
         return ConnectionError(f"cannot reach gafferd at {url}: {exc}")
 
     def close(self) -> None:
@@ -156,7 +148,7 @@ def _response(r: Any) -> Response:
     return Response(r.code, headers, r.body or b"")
 
 
-class AsyncClient:
+class AsyncClient(api.ClientBase):
     """An asyncio client of one gafferd, with the methods of
     :class:`~gaffer.client.sync.Client`::
 
@@ -169,27 +161,7 @@ class AsyncClient:
                     print(event["event"], event.get("pid"))
     """
 
-    def __init__(
-        self,
-        host: str | None = None,
-        *,
-        key: str | None = None,
-        cafile: str | None = None,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        verify: bool = True,
-        timeout: float | None = 30.0,
-        target: Target | None = None,
-    ) -> None:
-        self.target = target or Target(
-            host,
-            key=key,
-            cafile=cafile,
-            certfile=certfile,
-            keyfile=keyfile,
-            verify=verify,
-            timeout=timeout,
-        )
+    def _setup(self) -> None:
         self.transport = Transport(self.target)
         # made on first use, so that the client may be built outside the loop
         self._http: SimpleAsyncHTTPClient | None = None
@@ -229,8 +201,6 @@ class AsyncClient:
         headers: dict[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send a request; return the decoded JSON answer (or text, when the
-        daemon answers in text); raise the typed error on a refusal."""
         resp = await self.raw_request(method, path, body, raw=raw, headers=headers, params=params)
         return decode(resp)
 
@@ -244,18 +214,16 @@ class AsyncClient:
         headers: dict[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Response:
+        call: api.Call[Any] = api.Call(method, path, body, raw=raw, headers=headers, params=params)
+        return await self._send(call)
+
+    async def _send(self, call: api.Call[Any]) -> Response:
         t = self.transport
-        hdrs = t.headers(headers)
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        elif data is None and method in ("POST", "PUT"):
-            data = b""
+        data, headers = call.encode()
         req = HTTPRequest(
-            t.url(with_params(path, params)),
-            method=method,
-            headers=hdrs,
+            t.url(call.uri),
+            method=call.method,
+            headers=t.headers(headers),
             body=data,
             connect_timeout=t.timeout,
             request_timeout=t.timeout,
@@ -275,6 +243,15 @@ class AsyncClient:
             raise refusal(resp)
         return resp
 
+    async def _call(self, call: api.Call[R]) -> R:
+        return call.result(await self._send(call))
+
+    async def _exists(self, call: api.Call[bool]) -> bool:
+        try:
+            return await self._call(call)
+        except NotFound:
+            return False
+
     def stream(
         self,
         path: str,
@@ -290,106 +267,86 @@ class AsyncClient:
     # -- the daemon -----------------------------------------------------------------
 
     async def welcome(self) -> dict[str, Any]:
-        return await self.request("GET", "/")  # type: ignore[no-any-return]
+        return await self._call(api.welcome())
 
     async def ping(self) -> bool:
-        """True when the daemon answers; raises ConnectionError when it cannot be reached."""
-        return (await self.raw_request("GET", "/ping")).body.strip() == b"OK"
+        return await self._call(api.ping())
 
     async def version(self) -> str:
-        return str((await self.request("GET", "/version"))["version"])
+        return await self._call(api.version())
 
     async def openapi(self) -> dict[str, Any]:
-        return await self.request("GET", "/openapi.json")  # type: ignore[no-any-return]
+        return await self._call(api.openapi())
 
     async def metrics(self) -> str:
-        return (await self.raw_request("GET", "/metrics")).body.decode()
+        return await self._call(api.metrics())
 
-    async def reload_config(self) -> ReloadResult:
-        """Re-read gafferd's config file and apply the difference (SIGHUP);
-        a file that does not load raises Conflict and changes nothing."""
-        return await self.request("POST", "/reload")  # type: ignore[no-any-return]
+    async def reload_config(self) -> types.ReloadResult:
+        return await self._call(api.reload_config())
 
-    async def last_reload(self) -> ReloadResult:
-        return await self.request("GET", "/reload")  # type: ignore[no-any-return]
+    async def last_reload(self) -> types.ReloadResult:
+        return await self._call(api.last_reload())
 
     async def reopen_logs(self) -> None:
-        await self.request("POST", "/logs/reopen")
+        return await self._call(api.reopen_logs())
 
     async def reexec(self) -> None:
-        """Re-execute gafferd in place; its processes keep running."""
-        await self.request("POST", "/reexec")
+        return await self._call(api.reexec())
 
     # -- sessions and jobs ----------------------------------------------------------
 
     async def sessions(self) -> list[str]:
-        return list((await self.request("GET", "/sessions"))["sessions"])
+        return await self._call(api.sessions())
 
     async def jobs(self, session: str | None = None) -> list[str]:
-        path = "/jobs" if session is None else f"/jobs/{quote(session, safe='')}"
-        return list((await self.request("GET", path))["jobs"])
+        return await self._call(api.jobs(session))
 
-    async def status(self, names: Iterable[str] = (), stats: bool = True) -> list[JobStatus]:
-        """Every job (or those of the given sessions/jobs) with a row per process."""
-        params = {"name": list(names), "stats": "1" if stats else "0"}
-        return list((await self.request("GET", "/status", params=params))["jobs"])
+    async def status(self, names: Iterable[str] = (), stats: bool = True) -> list[types.JobStatus]:
+        return await self._call(api.status(names, stats))
 
     async def job_exists(self, name: str) -> bool:
-        try:
-            await self.raw_request("HEAD", job_path(name))
-        except NotFound:
-            return False
-        return True
+        return await self._exists(api.job_exists(name))
 
-    async def job_info(self, name: str) -> JobInfo:
-        return await self.request("GET", job_path(name))  # type: ignore[no-any-return]
+    async def job_info(self, name: str) -> types.JobInfo:
+        return await self._call(api.job_info(name))
 
     async def load(
         self, config: Mapping[str, Any], session: str = "default", start: bool = True
     ) -> None:
-        """Load a job (a config as the API takes it: ``name``, ``cmd``, ...)."""
-        await self.request("POST", f"/jobs/{quote(session, safe='')}", {**config, "start": start})
+        return await self._call(api.load(config, session, start))
 
     async def update(self, name: str, config: Mapping[str, Any], start: bool = True) -> None:
-        """Replace a job's config; its processes are rolled over to it. Returns
-        when the update is done."""
-        body = {**config, "start": start}
-        await self.request("PUT", job_path(name), body, params={"wait": "1"})
+        return await self._call(api.update(name, config, start))
 
     async def unload(self, name: str) -> None:
-        await self.request("DELETE", job_path(name))
+        return await self._call(api.unload(name))
 
-    async def job_stats(self, name: str) -> JobStats:
-        return await self.request("GET", f"{job_path(name)}/stats")  # type: ignore[no-any-return]
+    async def job_stats(self, name: str) -> types.JobStats:
+        return await self._call(api.job_stats(name))
 
     async def numprocesses(self, name: str) -> int:
-        answer = await self.request("GET", f"{job_path(name)}/numprocesses")
-        return int(answer["numprocesses"])
+        return await self._call(api.numprocesses(name))
 
     async def scale(self, name: str, n: int | str) -> int:
-        """``n``: an int adds (negative removes), ``"+N"``, ``"-N"`` or ``"=N"``.
-        Returns the new wanted number of processes."""
-        answer = await self.request("POST", f"{job_path(name)}/numprocesses", {"scale": n})
-        return int(answer["numprocesses"])
+        return await self._call(api.scale(name, n))
 
     async def job_pids(self, name: str) -> list[int]:
-        return list((await self.request("GET", f"{job_path(name)}/pids"))["pids"])
+        return await self._call(api.job_pids(name))
 
     async def is_active(self, name: str) -> bool:
-        return (await self.raw_request("GET", f"{job_path(name)}/state")).body.strip() == b"1"
+        return await self._call(api.is_active(name))
 
     async def start_job(self, name: str) -> None:
-        await self.raw_request("POST", f"{job_path(name)}/state", raw=b"1")
+        return await self._call(api.set_state(name, b"1"))
 
     async def stop_job(self, name: str) -> None:
-        await self.raw_request("POST", f"{job_path(name)}/state", raw=b"0")
+        return await self._call(api.set_state(name, b"0"))
 
     async def restart_job(self, name: str) -> None:
-        """Replace every process of the job (0.5's "reload" of a job)."""
-        await self.raw_request("POST", f"{job_path(name)}/state", raw=b"2")
+        return await self._call(api.set_state(name, b"2"))
 
     async def signal_job(self, name: str, signal: int | str) -> None:
-        await self.request("POST", f"{job_path(name)}/signal", {"signal": signal})
+        return await self._call(api.signal_job(name, signal))
 
     async def commit(
         self,
@@ -397,41 +354,29 @@ class AsyncClient:
         graceful_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> int:
-        """Run a one-off process with the job's config; returns its pid."""
-        body: dict[str, Any] = {}
-        if graceful_timeout is not None:
-            body["graceful_timeout"] = graceful_timeout
-        if env:
-            body["env"] = dict(env)
-        return int((await self.request("POST", f"{job_path(name)}/commit", body))["pid"])
+        return await self._call(api.commit(name, graceful_timeout, env))
 
     # -- processes ------------------------------------------------------------------
 
     async def pids(self) -> list[int]:
-        return list((await self.request("GET", "/pids"))["pids"])
+        return await self._call(api.pids())
 
     async def process_exists(self, pid: int) -> bool:
-        try:
-            await self.raw_request("HEAD", f"/{int(pid)}")
-        except NotFound:
-            return False
-        return True
+        return await self._exists(api.process_exists(pid))
 
-    async def process_info(self, pid: int) -> ProcessInfo:
-        return await self.request("GET", f"/{int(pid)}")  # type: ignore[no-any-return]
+    async def process_info(self, pid: int) -> types.ProcessInfo:
+        return await self._call(api.process_info(pid))
 
-    async def process_stats(self, pid: int) -> ProcessStats:
-        return (await self.request("GET", f"/{int(pid)}/stats"))["stats"]  # type: ignore[no-any-return]
+    async def process_stats(self, pid: int) -> types.ProcessStats:
+        return await self._call(api.process_stats(pid))
 
     async def stop_process(self, pid: int) -> None:
-        """Stop one process gracefully; a supervised one is replaced."""
-        await self.request("DELETE", f"/{int(pid)}")
+        return await self._call(api.stop_process(pid))
 
     async def signal_process(self, pid: int, signal: int | str) -> None:
-        await self.request("POST", f"/{int(pid)}/signal", {"signal": signal})
+        return await self._call(api.signal_process(pid, signal))
 
     async def send(self, pid: int, data: bytes | str, stream: str | None = None) -> None:
-        """Write to a process's stdin (or a named input stream)."""
         async with await self.channel_io(pid, stream, mode=2) as io:
             await io.write(data)
 
@@ -452,22 +397,15 @@ class AsyncClient:
         offset: int | None = None,
         replay: int | None = None,
     ) -> AsyncBodyStream:
-        """A process's output as it is written, until the process closes the
-        stream: from ``offset`` (bytes since the stream began), or the last
-        ``replay`` bytes, or all the daemon kept (64 KiB). An async iterator
-        of bytes; ``async with`` connects it and closes it."""
-        path = f"/streams/{int(pid)}/{quote(label, safe='')}"
-        return self.stream(path, {"offset": offset, "replay": replay})
+        """:meth:`Client.output <gaffer.client.sync.Client.output>` as an
+        async iterator of bytes; ``async with`` connects it and closes it."""
+        call = api.output(pid, label, offset, replay)
+        return self.stream(call.path, call.params)
 
     async def tail(
         self, pid: int, label: str = "stdout", replay: int | None = None
     ) -> tuple[int, bytes]:
-        """What the daemon kept of a process's output (or its last ``replay``
-        bytes), without waiting: ``(offset of the first byte, data)``."""
-        path = f"/streams/{int(pid)}/{quote(label, safe='')}"
-        params = {"feed": "longpoll", "timeout": 0, "replay": 1 << 30 if replay is None else replay}
-        resp = await self.raw_request("GET", path, params=params)
-        return int(resp.headers.get("x-gaffer-start", "0")), resp.body
+        return await self._call(api.tail(pid, label, replay))
 
     def events(
         self,
@@ -477,14 +415,10 @@ class AsyncClient:
         last_event_id: int | None = None,
         timeout: float | None = None,
     ) -> AsyncEventStream:
-        """Events as they happen (``/events``), each a dict with its ``event``
-        type, ``topic``, ``seq`` and payload; ``names`` keeps those of these
-        sessions or jobs. ``last_event_id`` resumes after that sequence number;
-        a ``gaffer:gap`` event says when some are gone. ``timeout`` bounds the
-        wait for each event (ConnectionError when it passes). Subscribed once
-        awaited or entered (``async with``)."""
-        params = {"topic": list(topics), "name": list(names), "last_event_id": last_event_id}
-        return AsyncEventStream(self.stream("/events", params, timeout=timeout))
+        """:meth:`Client.events <gaffer.client.sync.Client.events>` as an
+        async iterator; subscribed once awaited or entered (``async with``)."""
+        call = api.events(topics, names, last_event_id)
+        return AsyncEventStream(self.stream(call.path, call.params, timeout=timeout))
 
     async def channel(self) -> Channel:
         """The pub/sub and command channel (``/channel``)::
@@ -502,45 +436,30 @@ class AsyncClient:
     # -- keys and users -------------------------------------------------------------
 
     async def login(self, username: str, password: str) -> str:
-        """A new API key for a user (``GET /auth`` with Basic credentials)."""
-        import base64
+        return await self._call(api.login(username, password))
 
-        cred = base64.b64encode(f"{username}:{password}".encode()).decode()
-        answer = await self.request("GET", "/auth", headers={"Authorization": f"Basic {cred}"})
-        return str(answer["api_key"])
+    async def keys(self) -> list[types.KeyInfo]:
+        return await self._call(api.keys())
 
-    async def keys(self) -> list[KeyInfo]:
-        return list((await self.request("GET", "/keys"))["keys"])
-
-    async def key_info(self, key: str, include_keys: bool = False) -> KeyInfo:
-        params = {"include_keys": "true"} if include_keys else None
-        path = f"/keys/{quote(key, safe='')}"
-        return await self.request("GET", path, params=params)  # type: ignore[no-any-return]
+    async def key_info(self, key: str, include_keys: bool = False) -> types.KeyInfo:
+        return await self._call(api.key_info(key, include_keys))
 
     async def create_key(
         self,
-        permissions: Permissions | Mapping[str, Any],
+        permissions: types.Permissions | Mapping[str, Any],
         label: str = "",
         parent: str | None = None,
     ) -> dict[str, Any]:
-        """A new key no broader than this client's; returns ``{"api_key", "key"}``
-        (the secret token and the key's id)."""
-        body: dict[str, Any] = {"permissions": dict(permissions), "label": label}
-        if parent is not None:
-            body["parent"] = parent
-        return await self.request("POST", "/keys", body)  # type: ignore[no-any-return]
+        return await self._call(api.create_key(permissions, label, parent))
 
     async def delete_key(self, key: str) -> int:
-        """Delete a key and its descendants; returns how many were deleted."""
-        answer = await self.request("DELETE", f"/keys/{quote(key, safe='')}")
-        deleted = answer.get("deleted", [key])
-        return len(deleted) if isinstance(deleted, list) else int(deleted)
+        return await self._call(api.delete_key(key))
 
-    async def users(self) -> list[UserInfo]:
-        return list((await self.request("GET", "/users"))["users"])
+    async def users(self) -> list[types.UserInfo]:
+        return await self._call(api.users())
 
-    async def user_info(self, username: str) -> UserInfo:
-        return await self.request("GET", f"/users/{quote(username, safe='')}")  # type: ignore[no-any-return]
+    async def user_info(self, username: str) -> types.UserInfo:
+        return await self._call(api.user_info(username))
 
     async def create_user(
         self,
@@ -551,30 +470,27 @@ class AsyncClient:
         permissions: Mapping[str, Any] | None = None,
         key: str | None = None,
         **extra: Any,
-    ) -> UserInfo:
-        """A user (``user_type`` 0 admin, 1 user) with a new key of
-        ``permissions``, or with an existing ``key``."""
-        body: dict[str, Any] = {"username": username, "password": password, "user_type": user_type}
-        if permissions is not None:
-            body["permissions"] = dict(permissions)
-        if key is not None:
-            body["key"] = key
-        body.update(extra)
-        return (await self.request("POST", "/users", body))["user"]  # type: ignore[no-any-return]
+    ) -> types.UserInfo:
+        call = api.create_user(username, password, user_type, permissions, key, extra)
+        return await self._call(call)
 
-    async def update_user(self, username: str, **fields: Any) -> UserInfo:
-        path = f"/users/{quote(username, safe='')}"
-        return (await self.request("PUT", path, fields))["user"]  # type: ignore[no-any-return]
+    async def update_user(self, username: str, **fields: Any) -> types.UserInfo:
+        return await self._call(api.update_user(username, fields))
 
     async def delete_user(self, username: str) -> None:
-        await self.request("DELETE", f"/users/{quote(username, safe='')}")
+        return await self._call(api.delete_user(username))
 
     async def set_password(self, username: str, password: str) -> None:
-        path = f"/users/{quote(username, safe='')}/password"
-        await self.request("PUT", path, {"password": password})
+        return await self._call(api.set_password(username, password))
 
     async def set_user_key(self, username: str, key: str) -> None:
-        await self.request("PUT", f"/users/{quote(username, safe='')}/key", {"key": key})
+        return await self._call(api.set_user_key(username, key))
+
+
+# A method that does what the blocking client's does is documented there, once.
+for _name, _method in vars(AsyncClient).items():
+    if callable(_method) and _method.__doc__ is None and not _name.startswith("_"):
+        _method.__doc__ = getattr(Client, _name, None).__doc__
 
 
 _END = object()
@@ -766,10 +682,10 @@ class AsyncEventStream:
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[types.Event]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> types.Event:
         while not self._ready:
             self._ready.extend(self._sse.feed(await self.body.__anext__()))
         return sse_event(*self._ready.popleft())

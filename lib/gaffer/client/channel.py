@@ -20,20 +20,29 @@ import collections
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import tornado.websocket
 
 from gaffer.client.aio import Transport
-from gaffer.client.errors import BadRequest, ConnectionError, GafferClientError, from_status
-from gaffer.client.sync import quote
+from gaffer.client.api import quote
+from gaffer.client.errors import BadRequest, ConnectionError, from_payload
 from gaffer.client.target import Target
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from gaffer.client.types import Event
 
 T = TypeVar("T")
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+A = TypeVar("A", bound=_Closable)
 
 HEARTBEAT = 15.0  # seconds between NOP frames on an open /channel
 
@@ -78,13 +87,7 @@ class Channel:
     @classmethod
     def open_sync(cls, target: Target) -> SyncChannel:
         """A blocking channel (what :meth:`gaffer.client.Client.channel` returns)."""
-        runner = LoopThread()
-        try:
-            ch = runner.run(cls.open(target), target.timeout)
-        except BaseException:
-            runner.stop()
-            raise
-        return SyncChannel(ch, runner)
+        return SyncChannel.start(lambda: cls.open(target), target.timeout)
 
     async def connect(self) -> None:
         self._ws = ws = await self.transport.websocket("/channel")
@@ -231,7 +234,7 @@ class Channel:
             if kind == "gaffer:command_success":
                 fut.set_result(data.get("result"))
             else:
-                fut.set_exception(_refusal(data))
+                fut.set_exception(from_payload(data, 500))
         elif kind in ("gaffer:subscription_success", "gaffer:subscription_error"):
             topic = msg.get("topic", data.get("topic"))
             waiting = self._subs.get(topic) if isinstance(topic, str) else None
@@ -241,12 +244,12 @@ class Channel:
                     if kind == "gaffer:subscription_success":
                         fut.set_result(None)
                     else:
-                        fut.set_exception(_refusal(data))
+                        fut.set_exception(from_payload(data, 500))
                     break
         elif kind == "gaffer:error":
             # Authentication refused (the daemon closes the channel), or a
             # frame it did not understand: nothing pending can be trusted.
-            self._error = _refusal(data)
+            self._error = from_payload(data, 500)
             self._fail(self._error)
             if self._ws is not None:
                 self._ws.close()
@@ -268,12 +271,6 @@ def _settle(fut: asyncio.Future[Any]) -> None:
         fut.exception()
     else:
         fut.cancel()
-
-
-def _refusal(data: dict[str, Any]) -> GafferClientError:
-    errno = data.get("errno")
-    reason = data.get("reason") or data.get("error") or "refused"
-    return from_status(errno if isinstance(errno, int) else 500, str(reason))
 
 
 class ProcessIO:
@@ -316,13 +313,7 @@ class ProcessIO:
         cls, target: Target, pid: int, stream: str | None = None, mode: int = 3
     ) -> SyncProcessIO:
         """A blocking IO channel (what :meth:`gaffer.client.Client.channel_io` returns)."""
-        runner = LoopThread()
-        try:
-            io = runner.run(cls.open(target, pid, stream, mode), target.timeout)
-        except BaseException:
-            runner.stop()
-            raise
-        return SyncProcessIO(io, runner)
+        return SyncProcessIO.start(lambda: cls.open(target, pid, stream, mode), target.timeout)
 
     async def connect(self) -> None:
         path = f"/{self.pid}/channel"
@@ -425,15 +416,10 @@ class ProcessIO:
 
     def _on_error(self, msgid: str, body: str) -> None:
         try:
-            data = json.loads(body)
+            payload = json.loads(body)
         except ValueError:
-            data = {"error": body}
-        if not isinstance(data, dict):
-            data = {"error": str(data)}
-        error = from_status(
-            data["errno"] if isinstance(data.get("errno"), int) else 500,
-            str(data.get("error") or data.get("reason") or "refused"),
-        )
+            payload = body
+        error = from_payload(payload, 500)
         fut = self._writes.get(msgid)
         if fut is not None and not fut.done():
             fut.set_exception(error)
@@ -496,14 +482,48 @@ class LoopThread:
         self.loop.close()
 
 
-class SyncChannel:
+class _Blocking(Generic[A]):
+    """A blocking wrapper of an asyncio channel, driven on a
+    :class:`LoopThread` of its own; closing it closes the channel and stops
+    the loop."""
+
+    def __init__(self, inner: A, runner: LoopThread) -> None:
+        self._inner = inner
+        self._runner = runner
+
+    @classmethod
+    def start(cls, opening: Callable[[], Coroutine[Any, Any, A]], timeout: float | None) -> Self:
+        """Open the channel (``opening()``, on a new loop) and wrap it."""
+        runner = LoopThread()
+        try:
+            inner = runner.run(opening(), timeout)
+        except BaseException:
+            runner.stop()
+            raise
+        return cls(inner, runner)
+
+    def close(self) -> None:
+        try:
+            if not self._runner.loop.is_closed():
+                self._runner.run(self._inner.close())
+        finally:
+            self._runner.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncChannel(_Blocking[Channel]):
     """A blocking :class:`Channel`: the same methods, returning when done;
     ``events()`` is a plain iterator. Replies wait at most the target's
     timeout (ConnectionError)."""
 
-    def __init__(self, channel: Channel, runner: LoopThread) -> None:
-        self.channel = channel
-        self._runner = runner
+    @property
+    def channel(self) -> Channel:
+        return self._inner
 
     @property
     def topics(self) -> set[str]:
@@ -528,26 +548,13 @@ class SyncChannel:
         while (event := self.next_event(timeout)) is not None:
             yield event
 
-    def close(self) -> None:
-        try:
-            if not self._runner.loop.is_closed():
-                self._runner.run(self.channel.close())
-        finally:
-            self._runner.stop()
 
-    def __enter__(self) -> SyncChannel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SyncProcessIO:
+class SyncProcessIO(_Blocking[ProcessIO]):
     """A blocking :class:`ProcessIO`: ``write``, ``read`` and iteration."""
 
-    def __init__(self, io: ProcessIO, runner: LoopThread) -> None:
-        self.io = io
-        self._runner = runner
+    @property
+    def io(self) -> ProcessIO:
+        return self._inner
 
     @property
     def pid(self) -> int:
@@ -562,16 +569,3 @@ class SyncProcessIO:
     def __iter__(self) -> Iterator[str]:
         while (text := self.read()) is not None:
             yield text
-
-    def close(self) -> None:
-        try:
-            if not self._runner.loop.is_closed():
-                self._runner.run(self.io.close())
-        finally:
-            self._runner.stop()
-
-    def __enter__(self) -> SyncProcessIO:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -67,3 +67,18 @@ _BY_STATUS: dict[int, type[GafferClientError]] = {
 
 def from_status(status: int, reason: str) -> GafferClientError:
     return _BY_STATUS.get(status, ServerError)(reason, status)
+
+
+def from_payload(payload: object, status: int) -> GafferClientError:
+    """The typed error for a refusal the daemon sent as ``payload``: an HTTP
+    answer's body or a channel's error frame. A dict's ``errno`` is the status
+    (else ``status``) and its ``reason`` or ``error`` the reason; anything else
+    is the reason itself."""
+    reason: object = payload
+    if isinstance(payload, dict):
+        errno = payload.get("errno")
+        if isinstance(errno, int):
+            status = errno
+        # channel frames carry a code in "error" and the words in "reason"
+        reason = payload.get("reason") or payload.get("error")
+    return from_status(status, str(reason) if reason else f"refused (status {status})")

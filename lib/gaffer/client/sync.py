@@ -7,16 +7,15 @@ reason. Imports are kept light: the ``gaffer`` command is built on this.
 
 from __future__ import annotations
 
-import json
-
-from gaffer.client.errors import ConnectionError, NotFound, from_status
-from gaffer.client.target import Target
+from gaffer.client import api
+from gaffer.client.api import decode, job_path, quote, refusal, sse_event, with_params
+from gaffer.client.errors import NotFound
 from gaffer.client.wire import BodyStream, Connection, Response, iter_sse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, TypeVar
 
     from gaffer.client.channel import SyncChannel, SyncProcessIO
     from gaffer.client.types import (
@@ -32,16 +31,13 @@ if TYPE_CHECKING:
         UserInfo,
     )
 
+    R = TypeVar("R")
 
-def job_path(name: str) -> str:
-    """``session.job`` (or a bare job, in session ``default``) → its URL path."""
-    session, sep, job = name.partition(".")
-    if not sep:
-        session, job = "default", name
-    return f"/jobs/{quote(session, safe='')}/{quote(job, safe='')}"
+# job_path and quote are the command's (it imports them from here)
+__all__ = ["Client", "EventStream", "job_path", "quote"]
 
 
-class Client:
+class Client(api.ClientBase):
     """A blocking client of one gafferd::
 
         from gaffer.client import Client
@@ -55,27 +51,7 @@ class Client:
     ready ``target``.
     """
 
-    def __init__(
-        self,
-        host: str | None = None,
-        *,
-        key: str | None = None,
-        cafile: str | None = None,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        verify: bool = True,
-        timeout: float | None = 30.0,
-        target: Target | None = None,
-    ) -> None:
-        self.target = target or Target(
-            host,
-            key=key,
-            cafile=cafile,
-            certfile=certfile,
-            keyfile=keyfile,
-            verify=verify,
-            timeout=timeout,
-        )
+    def _setup(self) -> None:
         self._conn = Connection(self.target)
 
     def __enter__(self) -> Client:
@@ -101,8 +77,7 @@ class Client:
     ) -> Any:
         """Send a request; return the decoded JSON answer (or text, when the
         daemon answers in text); raise the typed error on a refusal."""
-        resp = self.raw_request(method, path, body, raw=raw, headers=headers, params=params)
-        return decode(resp)
+        return decode(self.raw_request(method, path, body, raw=raw, headers=headers, params=params))
 
     def raw_request(
         self,
@@ -114,17 +89,25 @@ class Client:
         headers: dict[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Response:
-        hdrs = dict(headers or {})
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        elif data is None and method in ("POST", "PUT"):
-            data = b""
-        resp = self._conn.request(method, with_params(path, params), data, hdrs)
+        """Send a request; return the answer as it came; raise the typed
+        error on a refusal."""
+        return self._send(api.Call(method, path, body, raw=raw, headers=headers, params=params))
+
+    def _send(self, call: api.Call[Any]) -> Response:
+        data, headers = call.encode()
+        resp = self._conn.request(call.method, call.uri, data, headers)
         if resp.status >= 400:
             raise refusal(resp)
         return resp
+
+    def _call(self, call: api.Call[R]) -> R:
+        return call.result(self._send(call))
+
+    def _exists(self, call: api.Call[bool]) -> bool:
+        try:
+            return self._call(call)
+        except NotFound:
+            return False
 
     def stream(
         self,
@@ -145,103 +128,95 @@ class Client:
     # -- the daemon -----------------------------------------------------------------
 
     def welcome(self) -> dict[str, Any]:
-        return self.request("GET", "/")  # type: ignore[no-any-return]
+        return self._call(api.welcome())
 
     def ping(self) -> bool:
         """True when the daemon answers; raises ConnectionError when it cannot be reached."""
-        return self.raw_request("GET", "/ping").body.strip() == b"OK"
+        return self._call(api.ping())
 
     def version(self) -> str:
-        return str(self.request("GET", "/version")["version"])
+        return self._call(api.version())
 
     def openapi(self) -> dict[str, Any]:
-        return self.request("GET", "/openapi.json")  # type: ignore[no-any-return]
+        return self._call(api.openapi())
 
     def metrics(self) -> str:
-        return self.raw_request("GET", "/metrics").body.decode()
+        return self._call(api.metrics())
 
     def reload_config(self) -> ReloadResult:
         """Re-read gafferd's config file and apply the difference (SIGHUP);
         a file that does not load raises Conflict and changes nothing."""
-        return self.request("POST", "/reload")  # type: ignore[no-any-return]
+        return self._call(api.reload_config())
 
     def last_reload(self) -> ReloadResult:
-        return self.request("GET", "/reload")  # type: ignore[no-any-return]
+        return self._call(api.last_reload())
 
     def reopen_logs(self) -> None:
-        self.request("POST", "/logs/reopen")
+        return self._call(api.reopen_logs())
 
     def reexec(self) -> None:
         """Re-execute gafferd in place; its processes keep running."""
-        self.request("POST", "/reexec")
+        return self._call(api.reexec())
 
     # -- sessions and jobs ----------------------------------------------------------
 
     def sessions(self) -> list[str]:
-        return list(self.request("GET", "/sessions")["sessions"])
+        return self._call(api.sessions())
 
     def jobs(self, session: str | None = None) -> list[str]:
-        if session is None:
-            return list(self.request("GET", "/jobs")["jobs"])
-        return list(self.request("GET", f"/jobs/{quote(session, safe='')}")["jobs"])
+        return self._call(api.jobs(session))
 
     def status(self, names: Iterable[str] = (), stats: bool = True) -> list[JobStatus]:
         """Every job (or those of the given sessions/jobs) with a row per process."""
-        params = {"name": list(names), "stats": "1" if stats else "0"}
-        return list(self.request("GET", "/status", params=params)["jobs"])
+        return self._call(api.status(names, stats))
 
     def job_exists(self, name: str) -> bool:
-        try:
-            self.raw_request("HEAD", job_path(name))
-        except NotFound:
-            return False
-        return True
+        return self._exists(api.job_exists(name))
 
     def job_info(self, name: str) -> JobInfo:
-        return self.request("GET", job_path(name))  # type: ignore[no-any-return]
+        return self._call(api.job_info(name))
 
     def load(self, config: Mapping[str, Any], session: str = "default", start: bool = True) -> None:
         """Load a job (a config as the API takes it: ``name``, ``cmd``, ...)."""
-        self.request("POST", f"/jobs/{quote(session, safe='')}", {**config, "start": start})
+        return self._call(api.load(config, session, start))
 
     def update(self, name: str, config: Mapping[str, Any], start: bool = True) -> None:
         """Replace a job's config; its processes are rolled over to it. Returns
         when the update is done."""
-        self.request("PUT", job_path(name), {**config, "start": start}, params={"wait": "1"})
+        return self._call(api.update(name, config, start))
 
     def unload(self, name: str) -> None:
-        self.request("DELETE", job_path(name))
+        return self._call(api.unload(name))
 
     def job_stats(self, name: str) -> JobStats:
-        return self.request("GET", f"{job_path(name)}/stats")  # type: ignore[no-any-return]
+        return self._call(api.job_stats(name))
 
     def numprocesses(self, name: str) -> int:
-        return int(self.request("GET", f"{job_path(name)}/numprocesses")["numprocesses"])
+        return self._call(api.numprocesses(name))
 
     def scale(self, name: str, n: int | str) -> int:
         """``n``: an int adds (negative removes), ``"+N"``, ``"-N"`` or ``"=N"``.
         Returns the new wanted number of processes."""
-        body = {"scale": n}
-        return int(self.request("POST", f"{job_path(name)}/numprocesses", body)["numprocesses"])
+        return self._call(api.scale(name, n))
 
     def job_pids(self, name: str) -> list[int]:
-        return list(self.request("GET", f"{job_path(name)}/pids")["pids"])
+        return self._call(api.job_pids(name))
 
     def is_active(self, name: str) -> bool:
-        return self.raw_request("GET", f"{job_path(name)}/state").body.strip() == b"1"
+        return self._call(api.is_active(name))
 
     def start_job(self, name: str) -> None:
-        self.raw_request("POST", f"{job_path(name)}/state", raw=b"1")
+        return self._call(api.set_state(name, b"1"))
 
     def stop_job(self, name: str) -> None:
-        self.raw_request("POST", f"{job_path(name)}/state", raw=b"0")
+        return self._call(api.set_state(name, b"0"))
 
     def restart_job(self, name: str) -> None:
         """Replace every process of the job (0.5's "reload" of a job)."""
-        self.raw_request("POST", f"{job_path(name)}/state", raw=b"2")
+        return self._call(api.set_state(name, b"2"))
 
     def signal_job(self, name: str, signal: int | str) -> None:
-        self.request("POST", f"{job_path(name)}/signal", {"signal": signal})
+        return self._call(api.signal_job(name, signal))
 
     def commit(
         self,
@@ -250,37 +225,28 @@ class Client:
         env: Mapping[str, str] | None = None,
     ) -> int:
         """Run a one-off process with the job's config; returns its pid."""
-        body: dict[str, Any] = {}
-        if graceful_timeout is not None:
-            body["graceful_timeout"] = graceful_timeout
-        if env:
-            body["env"] = dict(env)
-        return int(self.request("POST", f"{job_path(name)}/commit", body)["pid"])
+        return self._call(api.commit(name, graceful_timeout, env))
 
     # -- processes ------------------------------------------------------------------
 
     def pids(self) -> list[int]:
-        return list(self.request("GET", "/pids")["pids"])
+        return self._call(api.pids())
 
     def process_exists(self, pid: int) -> bool:
-        try:
-            self.raw_request("HEAD", f"/{int(pid)}")
-        except NotFound:
-            return False
-        return True
+        return self._exists(api.process_exists(pid))
 
     def process_info(self, pid: int) -> ProcessInfo:
-        return self.request("GET", f"/{int(pid)}")  # type: ignore[no-any-return]
+        return self._call(api.process_info(pid))
 
     def process_stats(self, pid: int) -> ProcessStats:
-        return self.request("GET", f"/{int(pid)}/stats")["stats"]  # type: ignore[no-any-return]
+        return self._call(api.process_stats(pid))
 
     def stop_process(self, pid: int) -> None:
         """Stop one process gracefully; a supervised one is replaced."""
-        self.request("DELETE", f"/{int(pid)}")
+        return self._call(api.stop_process(pid))
 
     def signal_process(self, pid: int, signal: int | str) -> None:
-        self.request("POST", f"/{int(pid)}/signal", {"signal": signal})
+        return self._call(api.signal_process(pid, signal))
 
     def send(self, pid: int, data: bytes | str, stream: str | None = None) -> None:
         """Write to a process's stdin (or a named input stream)."""
@@ -307,16 +273,13 @@ class Client:
         """A process's output as it is written, until the process closes the
         stream: from ``offset`` (bytes since the stream began), or the last
         ``replay`` bytes, or all the daemon kept (64 KiB)."""
-        path = f"/streams/{int(pid)}/{quote(label, safe='')}"
-        return self.stream(path, {"offset": offset, "replay": replay})
+        call = api.output(pid, label, offset, replay)
+        return self.stream(call.path, call.params)
 
     def tail(self, pid: int, label: str = "stdout", replay: int | None = None) -> tuple[int, bytes]:
         """What the daemon kept of a process's output (or its last ``replay``
         bytes), without waiting: ``(offset of the first byte, data)``."""
-        path = f"/streams/{int(pid)}/{quote(label, safe='')}"
-        params = {"feed": "longpoll", "timeout": 0, "replay": 1 << 30 if replay is None else replay}
-        resp = self.raw_request("GET", path, params=params)
-        return int(resp.headers.get("x-gaffer-start", "0")), resp.body
+        return self._call(api.tail(pid, label, replay))
 
     def events(
         self,
@@ -331,8 +294,8 @@ class Client:
         sessions or jobs. ``last_event_id`` resumes after that sequence number;
         a ``gaffer:gap`` event says when some are gone. ``timeout`` bounds the
         wait for each event (ConnectionError when it passes)."""
-        params = {"topic": list(topics), "name": list(names), "last_event_id": last_event_id}
-        return EventStream(self.stream("/events", params, timeout=timeout))
+        call = api.events(topics, names, last_event_id)
+        return EventStream(self.stream(call.path, call.params, timeout=timeout))
 
     def channel(self) -> SyncChannel:
         """The pub/sub and command channel (``/channel``), blocking::
@@ -351,19 +314,13 @@ class Client:
 
     def login(self, username: str, password: str) -> str:
         """A new API key for a user (``GET /auth`` with Basic credentials)."""
-        import base64
-
-        cred = base64.b64encode(f"{username}:{password}".encode()).decode()
-        return str(
-            self.request("GET", "/auth", headers={"Authorization": f"Basic {cred}"})["api_key"]
-        )
+        return self._call(api.login(username, password))
 
     def keys(self) -> list[KeyInfo]:
-        return list(self.request("GET", "/keys")["keys"])
+        return self._call(api.keys())
 
     def key_info(self, key: str, include_keys: bool = False) -> KeyInfo:
-        params = {"include_keys": "true"} if include_keys else None
-        return self.request("GET", f"/keys/{quote(key, safe='')}", params=params)  # type: ignore[no-any-return]
+        return self._call(api.key_info(key, include_keys))
 
     def create_key(
         self,
@@ -373,21 +330,17 @@ class Client:
     ) -> dict[str, Any]:
         """A new key no broader than this client's; returns ``{"api_key", "key"}``
         (the secret token and the key's id)."""
-        body: dict[str, Any] = {"permissions": dict(permissions), "label": label}
-        if parent is not None:
-            body["parent"] = parent
-        return self.request("POST", "/keys", body)  # type: ignore[no-any-return]
+        return self._call(api.create_key(permissions, label, parent))
 
     def delete_key(self, key: str) -> int:
         """Delete a key and its descendants; returns how many were deleted."""
-        deleted = self.request("DELETE", f"/keys/{quote(key, safe='')}").get("deleted", [key])
-        return len(deleted) if isinstance(deleted, list) else int(deleted)
+        return self._call(api.delete_key(key))
 
     def users(self) -> list[UserInfo]:
-        return list(self.request("GET", "/users")["users"])
+        return self._call(api.users())
 
     def user_info(self, username: str) -> UserInfo:
-        return self.request("GET", f"/users/{quote(username, safe='')}")  # type: ignore[no-any-return]
+        return self._call(api.user_info(username))
 
     def create_user(
         self,
@@ -401,26 +354,19 @@ class Client:
     ) -> UserInfo:
         """A user (``user_type`` 0 admin, 1 user) with a new key of
         ``permissions``, or with an existing ``key``."""
-        body: dict[str, Any] = {"username": username, "password": password, "user_type": user_type}
-        if permissions is not None:
-            body["permissions"] = dict(permissions)
-        if key is not None:
-            body["key"] = key
-        body.update(extra)
-        return self.request("POST", "/users", body)["user"]  # type: ignore[no-any-return]
+        return self._call(api.create_user(username, password, user_type, permissions, key, extra))
 
     def update_user(self, username: str, **fields: Any) -> UserInfo:
-        path = f"/users/{quote(username, safe='')}"
-        return self.request("PUT", path, fields)["user"]  # type: ignore[no-any-return]
+        return self._call(api.update_user(username, fields))
 
     def delete_user(self, username: str) -> None:
-        self.request("DELETE", f"/users/{quote(username, safe='')}")
+        return self._call(api.delete_user(username))
 
     def set_password(self, username: str, password: str) -> None:
-        self.request("PUT", f"/users/{quote(username, safe='')}/password", {"password": password})
+        return self._call(api.set_password(username, password))
 
     def set_user_key(self, username: str, key: str) -> None:
-        self.request("PUT", f"/users/{quote(username, safe='')}/key", {"key": key})
+        return self._call(api.set_user_key(username, key))
 
 
 class EventStream:
@@ -447,69 +393,3 @@ class EventStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- helpers shared with the asyncio client ---------------------------------------------
-
-
-_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-
-
-def quote(text: str, safe: str = "") -> str:
-    """Percent-encode a path segment or query value; urllib.parse (and the
-    ipaddress module it brings, ~4 ms) only loads for text that needs it."""
-    if _SAFE.issuperset(text):
-        return text
-    from urllib.parse import quote as _quote
-
-    return _quote(text, safe=safe)
-
-
-def with_params(path: str, params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return path
-    pairs = []
-    for name, value in params.items():
-        if value is None:
-            continue
-        for v in value if isinstance(value, list) else [value]:
-            pairs.append(f"{quote(name)}={quote(str(v))}")
-    return f"{path}?{'&'.join(pairs)}" if pairs else path
-
-
-def refusal(resp: Response) -> Exception:
-    """The typed error for a refusal, carrying the daemon's reason."""
-    reason = resp.body.decode("utf-8", "replace").strip()
-    try:
-        payload = json.loads(reason)
-        if isinstance(payload, dict) and "error" in payload:
-            reason = str(payload["error"])
-    except ValueError:
-        pass
-    return from_status(resp.status, reason or f"HTTP {resp.status}")
-
-
-def sse_event(kind: str, data: str, id_: str | None) -> Event:
-    """One ``/events`` SSE event as a dict: its JSON payload, with its type
-    (``event``) and sequence number (``seq``, from the SSE id)."""
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        payload = {"data": data}
-    if not isinstance(payload, dict):
-        payload = {"data": payload}
-    payload.setdefault("event", kind)
-    if id_ is not None and id_.isdigit():
-        payload.setdefault("seq", int(id_))
-    return payload  # type: ignore[return-value]
-
-
-def decode(resp: Response) -> Any:
-    if not resp.body:
-        return None
-    if resp.headers.get("content-type", "").startswith("application/json"):
-        try:
-            return json.loads(resp.body)
-        except ValueError:
-            raise ConnectionError("the daemon's answer is not valid JSON") from None
-    return resp.body.decode("utf-8", "replace")

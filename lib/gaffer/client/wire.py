@@ -68,7 +68,7 @@ class Connection:
                     tcp = t.ssl_context().wrap_socket(tcp, server_hostname=t.host)
                 sock = tcp
         except OSError as e:
-            raise ConnectionError(f"cannot reach gafferd at {t.url}: {_why(e)}") from None
+            raise ConnectionError(f"cannot reach gafferd at {t.url}: {os_reason(e)}") from None
         return sock
 
     def close(self) -> None:
@@ -91,7 +91,7 @@ class Connection:
         except TimeoutError:
             raise ConnectionError(f"gafferd at {self.target.url} did not answer in time") from None
         except OSError as e:
-            raise ConnectionError(f"connection to {self.target.url} lost: {_why(e)}") from None
+            raise ConnectionError(f"connection to {self.target.url} lost: {os_reason(e)}") from None
         return data
 
     # -- requests -----------------------------------------------------------------
@@ -332,7 +332,7 @@ class SSEParser:
         return out
 
 
-def _why(e: OSError) -> str:
+def os_reason(e: OSError) -> str:
     if isinstance(e, FileNotFoundError):
         return "no such socket (is gafferd running?)"
     if isinstance(e, ConnectionRefusedError):
