@@ -85,13 +85,16 @@ def served(tmp_path: Path, config: str = "", *args: str) -> Iterator[Gaffer]:
     cfg = tmp_path / "gafferd.yml"
     cfg.write_text(config or "jobs: {}\n")
     with daemon(tmp_path, "-c", str(cfg), *args) as proc:
-        read_until(proc, b"gafferd ")
-        yield Gaffer(str(tmp_path / "run" / "gafferd.sock"), tmp_path / "home", proc)
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        try:
+            read_until(proc, b"gafferd ")
+            yield Gaffer(str(tmp_path / "run" / "gafferd.sock"), tmp_path / "home", proc)
+        finally:
+            # also when the test failed: the daemon stops its processes itself
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+            if proc.stderr is not None:
+                proc.stderr.close()
 
 
 def sleeper(name: str = "web", n: int = 1, startsecs: float = 0) -> str:

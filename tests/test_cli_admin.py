@@ -101,10 +101,20 @@ def test_login_stores_a_private_profile_that_later_commands_use(tmp_path: Path) 
 
         # no -P: the profile "default", where $GAFFER_HOST (then -H) wins over its host
         r = gaffer(
-            "login", "--user", "root", "--password-stdin",
+            "login", "--user", "root", "--password-stdin", "--json",
             host=False, input=PASSWORD + "\n", env=gaffer.env(GAFFER_HOST=url),
         )  # fmt: skip
-        assert r.returncode == 0 and "(profile default)" in r.stdout, r.stderr
+        assert r.returncode == 0, r.stderr
+        kid, secret = profiles(gaffer)["default"]["key"].split(".")
+        # the key's id, never its secret
+        assert json.loads(r.stdout) == {
+            "profile": "default",
+            "path": str(path),
+            "host": url,
+            "user": "root",
+            "key": kid,
+        }
+        assert secret not in r.stdout + r.stderr
         assert where(gaffer) == (url, "default")
         assert where(gaffer, GAFFER_HOST=gaffer.sock)[0] == gaffer.sock
 
@@ -252,6 +262,7 @@ def test_daemon_reexec_keeps_its_pid_and_every_process(tmp_path: Path) -> None:
         assert os_pids(gaffer) == before
         # a file the new program could not start on: the daemon does not re-exec
         (tmp_path / "gafferd.yml").write_text("jobs:\n  web: {cmd: sleep, numprocesses: -1}\n")
+        assert "(default 30)" in gaffer("daemon", "reexec", "--help").stdout
         r = gaffer("daemon", "reexec", "--wait-timeout", "1")
         assert r.returncode == 1 and "did not re-execute in 1s" in r.stderr
         read_until(gaffer.daemon, b"not re-executing: ")

@@ -4,13 +4,13 @@ export...) run for real against a real gafferd, as a user would type them."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from clikit import Gaffer, served, sleeper
+from test_cli_watch import interrupt, read_until
 
 WEB = "name: web\ncmd: sleep\nargs: ['3600']\nstartsecs: 0\n"
 # exits at once; gives up after two tries (fatal) instead of retrying for long
@@ -25,15 +25,23 @@ SHOUT = (
 )
 
 
-def eventually(gaffer: Gaffer, check: Callable[[list[Any]], bool], timeout: float = 15) -> Any:
-    """``gaffer ps --json`` until ``check`` passes on it (each run takes a while:
-    no sleep needed between them)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = gaffer.json("ps", "--no-stats")
-        if check(jobs):
-            return jobs
-        assert time.monotonic() < deadline, f"never happened; last: {jobs}"
+def wait_event(gaffer: Gaffer, match: Callable[[dict[str, Any]], bool], *args: str) -> Any:
+    """The first event that ``match``es, as ``gaffer events --json`` shows it;
+    from the daemon's first event on (``--since 0``), so that one that came
+    before the command subscribed is not missed."""
+    found: list[dict[str, Any]] = []
+
+    def done(text: str) -> bool:
+        events = (json.loads(line) for line in text.splitlines(keepends=True) if line[-1] == "\n")
+        found.extend(e for e in events if match(e))
+        return bool(found)
+
+    proc = gaffer.popen("events", "--json", "--since", "0", *args)
+    try:
+        read_until(proc, done)
+    finally:
+        interrupt(proc)
+    return found[0]
 
 
 def rows(jobs: list[Any], name: str) -> list[Any]:
@@ -54,22 +62,21 @@ def test_load_scale_kill_and_the_process_comes_back(tmp_path: Path) -> None:
         r = gaffer("scale", "web=3")
         assert r.returncode == 0, r.stderr
         assert r.stdout == "default.web: 3/3 running\n"
-        assert len(running_pids(gaffer.json("ps"), "default.web")) == 3
+        three = running_pids(gaffer.json("ps"), "default.web")
+        assert len(three) == 3
         down = gaffer.json("ps:scale", "web-2")
         assert down["numprocesses"] == {"default.web": 1} and down["ok"] is True
         [row] = rows(gaffer.json("ps"), "default.web")
 
         r = gaffer("kill", str(row["pid"]), "KILL")
         assert r.returncode == 0 and r.stdout == f"sent SIGKILL to process {row['pid']}\n"
-        jobs = eventually(
-            gaffer,
-            lambda jobs: any(
-                p["state"] == "running" and p["os_pid"] != row["os_pid"]
-                for p in rows(jobs, "default.web")
-            ),
+        # the daemon starts another (gaffer pids only grow)
+        spawn = wait_event(
+            gaffer, lambda e: e["event"] == "spawn" and e["pid"] > max(three), "--job", "web"
         )
-        [back] = rows(jobs, "default.web")
-        assert back["pid"] != row["pid"] and back["restarts"] == 1
+        [back] = rows(gaffer.json("ps"), "default.web")
+        assert back["pid"] == spawn["pid"] and back["restarts"] == 1
+        assert back["os_pid"] != row["os_pid"]
 
         killed = gaffer.json("kill", "web", "hup")
         assert killed == {"job": "default.web", "signal": "HUP", "signum": 1}
@@ -160,10 +167,12 @@ def test_update_rolls_the_processes_over(tmp_path: Path) -> None:
 def test_refusals_exit_1_with_the_daemons_reason(tmp_path: Path) -> None:
     (tmp_path / "web.yml").write_text(WEB)
     with served(tmp_path, "jobs:\n" + sleeper("web", 1)) as gaffer:
-        for args in (("scale", "nope=2"), ("info", "nope"), ("stop", "nope"), ("run", "nope")):
+        for args in (("scale", "nope=2"), ("info", "nope"), ("run", "nope")):
             r = gaffer(*args)
             assert r.returncode == 1, args
             assert r.stderr.startswith("gaffer: job default.nope not found (404)"), r.stderr
+        r = gaffer("stop", "shop.nope")
+        assert r.returncode == 1 and "job shop.nope not found (404)" in r.stderr
         r = gaffer("info", "99999", "--json")
         assert r.returncode == 1
         assert json.loads(r.stdout) == {"error": "process 99999 not found (404)", "errno": 404}
@@ -224,6 +233,9 @@ def test_procfile_load_and_run_follow(tmp_path: Path) -> None:
         r = gaffer("run", "shout", "-f", "--env", "GREETING=hello")
         assert r.returncode == 3
         assert r.stdout == "out hello\n" and "err\n" in r.stderr
+        # gaffer's own failure is not the run's: 125, as docker run's
+        r = gaffer("run", "nosuch", "-f")
+        assert r.returncode == 125 and "not found" in r.stderr
         lines = [
             json.loads(line) for line in gaffer("run", "shout", "-f", "--json").stdout.splitlines()
         ]
@@ -235,7 +247,8 @@ def test_procfile_load_and_run_follow(tmp_path: Path) -> None:
 
         pid = gaffer.json("commit", "shout")["pid"]
         assert isinstance(pid, int)
-        eventually(gaffer, lambda jobs: not rows(jobs, "default.shout"))
+        ended = wait_event(gaffer, lambda e: e["event"] == "exit" and e["pid"] == pid)
+        assert ended["exit_status"] == 3
 
         # a session's name stands for its jobs
         assert gaffer.json("unload", "shop")["unloaded"] == ["shop.web", "shop.hello"]
@@ -262,6 +275,7 @@ def test_export_then_load_gives_the_same_jobs(tmp_path: Path) -> None:
             "restart": "on-failure",
         }
         assert first.json("export") == exported
+        assert first.json("export", "--format", "yaml") == exported  # --json wins
         assert json.loads(first("export", "--format", "json", "web").stdout) == {
             "jobs": {"default.web": exported["jobs"]["default.web"]}
         }
@@ -274,3 +288,34 @@ def test_export_then_load_gives_the_same_jobs(tmp_path: Path) -> None:
         for name, cfg in infos.items():
             assert second.json("info", name)["config"] == cfg
         assert yaml.safe_load(second("export").stdout) == exported
+
+
+def test_a_bare_name_is_the_default_job_then_a_session_for_every_command(tmp_path: Path) -> None:
+    config = "jobs:\n" + sleeper("web") + sleeper("web.api") + sleeper("shop.cart")
+    with served(tmp_path, config) as gaffer:
+        # `web`: the job default.web, though a session web exists too
+        assert [j["name"] for j in gaffer.json("ps", "web")] == ["default.web"]
+        top = gaffer.json("top", "--once", "web")
+        assert {p["name"] for p in top["processes"]} == {"default.web"}
+        r = gaffer("stop", "web")
+        assert r.returncode == 0 and r.stdout == "default.web: stopped\n", r.stderr
+        running = {j["name"]: j["running"] for j in gaffer.json("ps")}
+        assert running == {"default.web": 0, "web.api": 1, "shop.cart": 1}
+        # only a session: its jobs
+        assert [j["name"] for j in gaffer.json("ps", "shop")] == ["shop.cart"]
+        assert gaffer.json("stop", "shop")["stopped"] == ["shop.cart"]
+        # once the job is gone, `web` is the session
+        assert gaffer.json("unload", "web")["unloaded"] == ["default.web"]
+        assert [j["name"] for j in gaffer.json("ps", "web")] == ["web.api"]
+
+        # neither: exit 1, in words and in JSON, for ps as for any command
+        for args in (("ps", "nosuch"), ("stop", "nosuch"), ("logs", "nosuch")):
+            r = gaffer(*args)
+            assert r.returncode == 1 and r.stdout == "", args
+            assert r.stderr == "gaffer: no job or session nosuch (404)\n", args
+            r = gaffer(*args, "--json")
+            assert r.returncode == 1, args
+            assert json.loads(r.stdout) == {"error": "no job or session nosuch (404)", "errno": 404}
+        r = gaffer("ps", "shop.nosuch", "--json")
+        assert r.returncode == 1
+        assert json.loads(r.stdout) == {"error": "no job shop.nosuch (404)", "errno": 404}

@@ -33,10 +33,12 @@ TALKER = (
     "sys.stdout.flush(); sys.stderr.flush()\n"
     "time.sleep(3600)\n"
 )
-# a line every millisecond, numbered, for ever
+# a line every millisecond, numbered, for ever; each ends with a byte that is
+# not UTF-8 (shown as U+FFFD, three bytes where the process wrote one)
 TICKER = (
-    "import time, itertools\n"
-    "for i in itertools.count(): print('tick', i, flush=True); time.sleep(0.001)\n"
+    "import sys, time, itertools\n"
+    "for i in itertools.count():\n"
+    "    sys.stdout.buffer.write(b'tick %d \\xff\\n' % i); sys.stdout.flush(); time.sleep(0.001)\n"
 )
 
 
@@ -145,7 +147,7 @@ def test_logs_shows_the_last_lines_of_each_process_prefixed(tmp_path: Path) -> N
         assert rows[0]["name"] == "default.talk" and rows[0]["line"] == "line 12"
 
         r = gaffer("logs", "nosuch")
-        assert r.returncode == 1 and "no such job or session: nosuch" in r.stderr
+        assert r.returncode == 1 and "no job or session nosuch (404)" in r.stderr
         r = gaffer("logs", "-n", "many")
         assert r.returncode == 2 and "-n/--lines" in r.stderr
 
@@ -154,7 +156,7 @@ def test_logs_follow_prints_live_lines_once_each(tmp_path: Path) -> None:
     config = "jobs:\n" + py_job("tick", TICKER) + py_job("talk", TALKER)
     with served(tmp_path, config) as gaffer:
         (tick_pid,) = pids_of(gaffer, "default.tick")
-        wait_output(gaffer, tick_pid, b"tick 30\n")
+        wait_output(gaffer, tick_pid, b"tick 30 ")
         proc = gaffer.popen("logs", "-f", "-n", "5")
         try:
             out = read_until(proc, lambda text: "talk.0 | done" in text)
@@ -170,7 +172,13 @@ def test_logs_follow_prints_live_lines_once_each(tmp_path: Path) -> None:
             out += read_until(proc, lambda text: text.count("| tick ") >= 300)
         finally:
             out += interrupt(proc)
-        ticks = [int(m) for m in re.findall(r"^tick\.0 +\| tick (\d+)$", out, re.M)]
+        tick = re.compile(r"tick\.0 +\| tick (\d+) \ufffd")
+        lines = [line for line in out.splitlines() if line.startswith("tick.0 ")]
+        # no piece of a line (the tail and the live output meet on raw byte offsets)
+        assert all(tick.fullmatch(line) for line in lines), [
+            line for line in lines if not tick.fullmatch(line)
+        ]
+        ticks = [int(m.group(1)) for line in lines if (m := tick.fullmatch(line))]
         # the tail's last five lines, then every live line: none twice, none lost
         assert len(ticks) >= 300 and ticks == list(range(ticks[0], ticks[0] + len(ticks))), out
         talk1 = [line for line in out.splitlines() if line.startswith("talk.1 ")]
@@ -198,6 +206,12 @@ def test_logs_follow_json_lines(tmp_path: Path) -> None:
         assert all(r["line"].startswith("tick ") for r in rows), rows
 
 
+def spawned(text: str) -> set[str]:
+    """The jobs of the spawn events among the whole lines of ``events --json``."""
+    events = (json.loads(x) for x in text.splitlines(keepends=True) if x.endswith("\n"))
+    return {e.get("name") for e in events if e.get("event") == "spawn"}
+
+
 def test_events_shows_live_events(tmp_path: Path) -> None:
     with served(tmp_path, "jobs:\n" + sleeper("web") + sleeper("db")) as gaffer:
         seq = last_seq(gaffer)
@@ -208,16 +222,15 @@ def test_events_shows_live_events(tmp_path: Path) -> None:
                 c.scale("default.db", "+1")
                 c.scale("default.web", "+1")
             out = read_until(proc, lambda text: re.search(r" spawn .* index=1", text) is not None)
-            js = read_until(plain, lambda text: '"event": "spawn"' in text and "web" in text)
+            js = read_until(plain, lambda text: spawned(text) >= {"default.db", "default.web"})
         finally:
             out += interrupt(proc)
             js += interrupt(plain)
         line = next(x for x in out.splitlines() if " spawn " in x)
         assert re.match(r"\d\d:\d\d:\d\d\.\d{3} spawn +default\.web pid=\d+ os_pid=\d+", line), out
         assert "default.db" not in out  # --job web
+        assert spawned(js) >= {"default.db", "default.web"}  # every job: no --job
         events = [json.loads(x) for x in js.splitlines()]
-        spawns = [e for e in events if e["event"] == "spawn"]
-        assert {e["name"] for e in spawns} >= {"default.db", "default.web"}
         assert all(isinstance(e["seq"], int) and isinstance(e["time"], float) for e in events)
 
 

@@ -155,8 +155,24 @@ def _http_settings(daemon: dict[str, Any]) -> HttpSettings:
     return HttpSettings(**kw)
 
 
-def _line_of(node: Any, path: list[str]) -> int | None:
-    """The line of the deepest key of ``path`` found under ``node``."""
+def load_yaml(text: str, source: str = "<config>") -> Any:
+    """A YAML document whose mappings remember their lines (see :func:`line_of`);
+    ConfigError naming ``source`` and the line if it is not valid YAML or a
+    mapping repeats a key."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except ConfigError as e:
+        raise ConfigError(e.field, e.bare_reason, source=source, line=e.line) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(None, f"invalid YAML: {problem}", source=source, line=line) from None
+
+
+def line_of(node: Any, path: list[str]) -> int | None:
+    """The line of the deepest key of ``path`` found under ``node`` (a
+    document read by :func:`load_yaml`); None in plain data."""
     line = getattr(node, "line", None)
     for key in path:
         if not isinstance(node, _Map) or key not in node:
@@ -179,15 +195,7 @@ def parse(
     base_dir = base_dir or os.getcwd()
     seen: dict[tuple[str, str], str] = {} if _seen is None else _seen
     files: set[str] = set() if _files is None else _files
-    try:
-        doc = yaml.load(text, Loader=_Loader)
-    except ConfigError as e:
-        raise ConfigError(e.field, e.bare_reason, source=source, line=e.line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(None, f"invalid YAML: {problem}", source=source, line=line) from None
+    doc = load_yaml(text, source)
     cfg = DaemonConfig(source=source)
     if doc is None:
         return cfg
@@ -210,10 +218,10 @@ def parse(
     daemon = doc.get("daemon") or _Map()
     if not isinstance(daemon, dict):
         raise ConfigError(
-            "daemon", "must be a mapping", source=source, line=_line_of(doc, ["daemon"])
+            "daemon", "must be a mapping", source=source, line=line_of(doc, ["daemon"])
         )
     for key, value in daemon.items():
-        line = _line_of(doc, ["daemon", key])
+        line = line_of(doc, ["daemon", key])
         if key not in DAEMON_KEYS:
             raise ConfigError(f"daemon.{key}", "unknown option", source=source, line=line)
         if key == "loop" and value not in LOOP_KINDS:
@@ -230,7 +238,7 @@ def parse(
                 "daemon.log_level",
                 f"must be one of {', '.join(LOG_LEVELS)}, got {daemon['log_level']!r}",
                 source=source,
-                line=_line_of(doc, ["daemon", "log_level"]),
+                line=line_of(doc, ["daemon", "log_level"]),
             )
         cfg.log_level = daemon["log_level"]
     if "error_log" in daemon:
@@ -239,7 +247,7 @@ def parse(
                 "daemon.error_log",
                 f"must be a file path, got {daemon['error_log']!r}",
                 source=source,
-                line=_line_of(doc, ["daemon", "error_log"]),
+                line=line_of(doc, ["daemon", "error_log"]),
             )
         cfg.error_log = os.path.join(base_dir, os.path.expanduser(daemon["error_log"]))
     if "apps" in daemon:
@@ -251,11 +259,11 @@ def parse(
                 "daemon.apps",
                 f"expected a list of 'module:factory' names, got {apps!r}",
                 source=source,
-                line=_line_of(doc, ["daemon", "apps"]),
+                line=line_of(doc, ["daemon", "apps"]),
             )
         cfg.apps = list(apps)
     if daemon.get("logs") is not None:
-        cfg.logs = _logs("daemon.logs", daemon["logs"], source, _line_of(doc, ["daemon", "logs"]))
+        cfg.logs = _logs("daemon.logs", daemon["logs"], source, line_of(doc, ["daemon", "logs"]))
     try:
         cfg.http = _http_settings(daemon)
     except ConfigError as e:
@@ -264,7 +272,7 @@ def parse(
             f"daemon.{e.field}",
             e.bare_reason,
             source=source,
-            line=_line_of(doc, ["daemon", top]),
+            line=line_of(doc, ["daemon", top]),
         ) from None
     jobs = doc.get("jobs") or _Map()
     if not isinstance(jobs, dict):
@@ -272,7 +280,7 @@ def parse(
             "jobs",
             "must be a mapping of job name to options",
             source=source,
-            line=_line_of(doc, ["jobs"]),
+            line=line_of(doc, ["jobs"]),
         )
     for fullname, options in jobs.items():
         base = ["jobs", str(fullname)]
@@ -281,14 +289,14 @@ def parse(
                 f"jobs.{fullname}",
                 "a job name must be a non-empty string",
                 source=source,
-                line=_line_of(doc, base),
+                line=line_of(doc, base),
             )
         if not isinstance(options, dict):
             raise ConfigError(
                 f"jobs.{fullname}",
                 "must be a mapping of options",
                 source=source,
-                line=_line_of(doc, base),
+                line=line_of(doc, base),
             )
         session, jobname = split_name(str(fullname))
         try:
@@ -309,33 +317,33 @@ def parse(
             config.check_env()
         except ConfigError as e:
             top = (e.field or "").split(".")[0].split("[")[0]
-            line = _line_of(doc, [*base, top]) if top else _line_of(doc, base)
+            line = line_of(doc, [*base, top]) if top else line_of(doc, base)
             fld = f"jobs.{fullname}.{e.field}" if e.field else f"jobs.{fullname}"
             raise ConfigError(fld, e.bare_reason, source=source, line=line) from None
-        where = f"{source}:{_line_of(doc, base)}"
+        where = f"{source}:{line_of(doc, base)}"
         if (session, jobname) in seen:
             raise ConfigError(
                 f"jobs.{fullname}",
                 f"the same job as {seen[session, jobname]}",
                 source=source,
-                line=_line_of(doc, base),
+                line=line_of(doc, base),
             )
         seen[session, jobname] = f"jobs.{fullname} at {where}"
         cfg.jobs.append(JobEntry(session, config))
     if "procfile" in doc:
-        for entry in _procfile(doc["procfile"], base_dir, source, _line_of(doc, ["procfile"])):
+        for entry in _procfile(doc["procfile"], base_dir, source, line_of(doc, ["procfile"])):
             key = (entry.session, entry.config.name)
             if key in seen:
                 raise ConfigError(
                     "procfile",
                     f"{entry.session}.{entry.config.name}: the same job as {seen[key]}",
                     source=source,
-                    line=_line_of(doc, ["procfile"]),
+                    line=line_of(doc, ["procfile"]),
                 )
-            seen[key] = f"procfile at {source}:{_line_of(doc, ['procfile'])}"
+            seen[key] = f"procfile at {source}:{line_of(doc, ['procfile'])}"
             cfg.jobs.append(entry)
     if "include" in doc:
-        line = _line_of(doc, ["include"])
+        line = line_of(doc, ["include"])
         for path in _include_paths(doc["include"], base_dir, source, line):
             real = os.path.realpath(path)
             if real in files:
@@ -487,19 +495,25 @@ def load_file(path: str) -> DaemonConfig:
     return _parse_file(path)
 
 
+def read_text(path: str) -> str:
+    """A config file's text; ConfigError naming the file if it cannot be read
+    or is not UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
+
+
 def _parse_file(
     path: str,
     included: bool = False,
     seen: dict[tuple[str, str], str] | None = None,
     files: set[str] | None = None,
 ) -> DaemonConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
+    text = read_text(path)
     source = os.path.relpath(path) if not path.startswith("/") else path
     files = set() if files is None else files
     files.add(os.path.realpath(path))

@@ -196,12 +196,13 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     profile["key"] = key
     path = write_profile(name, profile)
     out = ctx.out
-    if out.json_mode:
-        out.json({"profile": name, "path": path, "host": target.url, "user": user, "api_key": key})
-        return 0
     who = f" as {user}" if user else ""
-    out.print(f"logged in to {target.url}{who}; key stored in {path} (profile {name})")
-    if name != "default":
+    out.result(
+        # the key's id, never its secret: this output ends up in logs and CI transcripts
+        {"profile": name, "path": path, "host": target.url, "user": user, "key": key_id(key)},
+        f"logged in to {target.url}{who}; key stored in {path} (profile {name})",
+    )
+    if name != "default" and not out.json_mode:
         out.note(f"use it with: gaffer -P {name} COMMAND")
     return 0
 
@@ -232,12 +233,10 @@ def cmd_logout(ctx: Context, args: argparse.Namespace) -> int:
     except GafferClientError as e:
         why = e.reason
     path = write_profile(name, profile)
-    if ctx.out.json_mode:
-        ctx.out.json({"profile": name, "path": path, "revoked": revoked})
-        return 0
-    ctx.out.print(
+    ctx.out.result(
+        {"profile": name, "path": path, "revoked": revoked},
         f"logged out: key removed from profile {name} ({path})"
-        + ("; revoked at the daemon" if revoked else "")
+        + ("; revoked at the daemon" if revoked else ""),
     )
     if why:
         ctx.out.note(f"the key could not be revoked at the daemon: {why}")
@@ -318,26 +317,24 @@ def cmd_key_create(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_key_info(ctx: Context, args: argparse.Namespace) -> int:
     info = ctx.client.key_info(key_id(args.key_ref), include_keys=args.children)
     out = ctx.out
-    if out.json_mode:
-        out.json(info)
-        return 0
-    perms = info.get("permissions") or {}
-    for label, value in (
-        ("key", info.get("key")),
-        ("label", info.get("label") or "-"),
-        ("user", info.get("user") or "-"),
-        ("parent", info.get("parent") or "-"),
-        ("created", when(info.get("created"))),
-        ("rights", rights_text(perms)),
-    ):
-        out.print(f"{label + ':':<9} {value}")
+    lines = [
+        f"{label + ':':<9} {value}"
+        for label, value in (
+            ("key", info.get("key")),
+            ("label", info.get("label") or "-"),
+            ("user", info.get("user") or "-"),
+            ("parent", info.get("parent") or "-"),
+            ("created", when(info.get("created"))),
+            ("rights", rights_text(info.get("permissions"))),
+        )
+    ]
     if args.children:
         children = info.get("keys") or []
-        out.print()
-        if children:
-            out.print(out.table(KEY_HEADERS, _key_rows(children)))
-        else:
-            out.print("no keys under it")
+        lines.append("")
+        lines.append(
+            out.table(KEY_HEADERS, _key_rows(children)) if children else "no keys under it"
+        )
+    out.result(info, "\n".join(lines))
     return 0
 
 
@@ -347,10 +344,9 @@ def cmd_key_delete(ctx: Context, args: argparse.Namespace) -> int:
     # the request itself, not Client.delete_key: the answer names every key deleted
     res = ctx.client.request("DELETE", f"/keys/{quote(key_id(args.key_ref))}")
     deleted = list(res.get("deleted") or [])
-    if ctx.out.json_mode:
-        ctx.out.json({"ok": True, "deleted": deleted})
-    else:
-        ctx.out.print(f"deleted {len(deleted)} key(s): {', '.join(deleted)}")
+    ctx.out.result(
+        {"ok": True, "deleted": deleted}, f"deleted {len(deleted)} key(s): {', '.join(deleted)}"
+    )
     return 0
 
 
@@ -424,54 +420,45 @@ def cmd_user_create(ctx: Context, args: argparse.Namespace) -> int:
         permissions=None if admin or args.user_key else rights,
         key=key_id(args.user_key) if args.user_key else None,
     )
-    if ctx.out.json_mode:
-        ctx.out.json(user)
-    else:
-        ctx.out.print(f"{_user_type(user)} {user.get('username')} created (key {user.get('key')})")
+    ctx.out.result(
+        user, f"{_user_type(user)} {user.get('username')} created (key {user.get('key')})"
+    )
     return 0
 
 
 def cmd_user_info(ctx: Context, args: argparse.Namespace) -> int:
     user = ctx.client.user_info(args.username)
-    out = ctx.out
-    if out.json_mode:
-        out.json(user)
-        return 0
-    out.print(f"user:     {user.get('username')}")
-    out.print(f"type:     {_user_type(user)}")
-    out.print(f"key:      {user.get('key') or '-'}")
-    extra = {k: v for k, v in user.items() if k not in ("username", "user_type", "key")}
-    for k, v in extra.items():
-        out.print(f"{k + ':':<9} {v}")
+    lines = [
+        f"user:     {user.get('username')}",
+        f"type:     {_user_type(user)}",
+        f"key:      {user.get('key') or '-'}",
+    ]
+    lines += [
+        f"{k + ':':<9} {v}" for k, v in user.items() if k not in ("username", "user_type", "key")
+    ]
+    ctx.out.result(user, "\n".join(lines))
     return 0
 
 
 def cmd_user_delete(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client.delete_user(args.username)
-    if ctx.out.json_mode:
-        ctx.out.json({"ok": True, "deleted": args.username})
-    else:
-        ctx.out.print(f"user {args.username} deleted")
+    ctx.out.result({"ok": True, "deleted": args.username}, f"user {args.username} deleted")
     return 0
 
 
 def cmd_user_setpassword(ctx: Context, args: argparse.Namespace) -> int:
     password = read_password(args, prompt=f"new password for {args.username}: ", confirm=True)
     ctx.client.set_password(args.username, password)
-    if ctx.out.json_mode:
-        ctx.out.json({"ok": True})
-    else:
-        ctx.out.print(f"password of {args.username} changed")
+    ctx.out.result({"ok": True}, f"password of {args.username} changed")
     return 0
 
 
 def cmd_user_setkey(ctx: Context, args: argparse.Namespace) -> int:
     key = key_id(args.user_key)
     ctx.client.set_user_key(args.username, key)
-    if ctx.out.json_mode:
-        ctx.out.json({"ok": True, "user": args.username, "key": key})
-    else:
-        ctx.out.print(f"user {args.username} now has key {key}")
+    ctx.out.result(
+        {"ok": True, "user": args.username, "key": key}, f"user {args.username} now has key {key}"
+    )
     return 0
 
 
@@ -509,14 +496,9 @@ def _register_daemon(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Re-execute gafferd in place (e.g. after an upgrade) and wait until it "
         "answers again; every process keeps running.",
     )
-    d.add_argument("--no-wait", action="store_true", help="return once the daemon has the request")
-    d.add_argument(
-        "--wait-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help=f"how long to wait for the daemon to come back (default {DEFAULT_REEXEC_TIMEOUT:g})",
-    )
+    from gaffer.cli.commands.jobs import add_wait_options
+
+    add_wait_options(d, default=DEFAULT_REEXEC_TIMEOUT)
     d.set_defaults(func=cmd_daemon_reexec)
 
 
@@ -559,18 +541,17 @@ def cmd_daemon_status(ctx: Context, args: argparse.Namespace) -> int:
         "wanted": wanted,
         "last_reload": last_reload,
     }
-    out = ctx.out
-    if out.json_mode:
-        out.json(summary)
-        return 0
     profile = f" (profile {ctx.profile})" if ctx.profile else ""
-    out.print(f"gafferd {version} at {client.target.url}{profile}")
-    out.print(f"uptime:      {human_duration(uptime)}")
-    out.print(f"jobs:        {len(jobs)} ({summary['active']} active)")
-    out.print(f"processes:   {running} running of {wanted} wanted")
+    lines = [
+        f"gafferd {version} at {client.target.url}{profile}",
+        f"uptime:      {human_duration(uptime)}",
+        f"jobs:        {len(jobs)} ({summary['active']} active)",
+        f"processes:   {running} running of {wanted} wanted",
+    ]
     if last_reload:
         state = "ok" if last_reload.get("ok") else f"failed: {last_reload.get('error')}"
-        out.print(f"last reload: {when(last_reload.get('time'))} {state}")
+        lines.append(f"last reload: {when(last_reload.get('time'))} {state}")
+    ctx.out.result(summary, "\n".join(lines))
     return 0
 
 
@@ -580,15 +561,12 @@ RELOAD_PARTS = ("loaded", "unloaded", "updated", "scaled", "unchanged")
 def cmd_daemon_reload(ctx: Context, args: argparse.Namespace) -> int:
     # a file that does not load is a 409 with the daemon's reason: exit 1 in main
     result = ctx.client.reload_config()
-    out = ctx.out
-    if out.json_mode:
-        out.json(result)
-        return 0
-    out.print(f"reloaded {result.get('source') or '(no config file)'}")
     parts: dict[str, Any] = dict(result)
+    lines = [f"reloaded {result.get('source') or '(no config file)'}"]
     for part in RELOAD_PARTS:
         names = parts.get(part) or []
-        out.print(f"  {part + ':':<10} {', '.join(names) if names else '-'}")
+        lines.append(f"  {part + ':':<10} {', '.join(names) if names else '-'}")
+    ctx.out.result(result, "\n".join(lines))
     return 0
 
 
@@ -600,13 +578,10 @@ def _os_pids(client: Client) -> set[int]:
 def cmd_daemon_reexec(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
     out = ctx.out
-    timeout = DEFAULT_REEXEC_TIMEOUT if args.wait_timeout is None else args.wait_timeout
+    timeout: float = args.wait_timeout
     if args.no_wait:
         client.reexec()
-        if out.json_mode:
-            out.json({"ok": True, "waited": False})
-        else:
-            out.print("re-exec requested")
+        out.result({"ok": True, "waited": False}, "re-exec requested")
         return 0
     before = _os_pids(client)
     # Opened before the request: the daemon's end of this stream closes when
@@ -632,26 +607,34 @@ def cmd_daemon_reexec(ctx: Context, args: argparse.Namespace) -> int:
     finally:
         stream.close()
     client.close()
-    # The new program listens again once it has adopted every process.
+    # The new program answers once it has adopted every process. Nothing
+    # announces that (the event stream went with the old program), so asking
+    # is the only signal there is. The listening socket is kept across the
+    # exec: a connection waits in its backlog until the new program accepts,
+    # and the first ping normally just answers late. Only when the socket is
+    # briefly missing or refused is it asked again, backing off.
+    delay = 0.01
     while True:
         try:
             client.ping()
             break
         except ConnectionError as e:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise ConnectionError(
                     f"gafferd did not come back in {timeout:g}s after re-executing: {e.reason}"
                 ) from None
             client.close()
-            time.sleep(0.05)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
     after = _os_pids(client)
     kept = len(before & after)
     lost = sorted(before - after)
-    if out.json_mode:
-        out.json({"ok": True, "kept": kept, "gone": lost})
-    else:
-        out.print(f"ok: gafferd re-executed in place; {kept} process(es) kept running")
-        if lost:
-            # ended on their own meanwhile (a one-off, a crash): not the re-exec's doing
-            out.note(f"gone meanwhile (os pids): {', '.join(map(str, lost))}")
+    out.result(
+        {"ok": True, "kept": kept, "gone": lost},
+        f"ok: gafferd re-executed in place; {kept} process(es) kept running",
+    )
+    if lost and not out.json_mode:
+        # ended on their own meanwhile (a one-off, a crash): not the re-exec's doing
+        out.note(f"gone meanwhile (os pids): {', '.join(map(str, lost))}")
     return 0

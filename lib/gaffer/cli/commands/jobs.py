@@ -14,12 +14,13 @@ import contextlib
 import os
 
 from gaffer.cli.context import Failure, UsageError
+from gaffer.cli.names import job_name, not_found, resolve_names
 from gaffer.cli.output import human_bytes, human_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from gaffer.cli.context import Context
@@ -31,19 +32,16 @@ if TYPE_CHECKING:
     Check = Callable[[dict[str, JobStatus]], Outcome]
 
 
-def job_name(raw: str) -> str:
-    """``web`` → ``default.web``; ``session.job`` as given."""
-    return raw if "." in raw else f"default.{raw}"
-
-
-def add_wait_options(p: argparse.ArgumentParser) -> None:
+def add_wait_options(p: argparse.ArgumentParser, default: float | None = None) -> None:
+    """--no-wait and --wait-timeout; ``default``: the timeout when none is given
+    (None: the wait's own, :data:`gaffer.cli.wait.DEFAULT_TIMEOUT`)."""
     p.add_argument("--no-wait", action="store_true", help="return once the daemon has the request")
     p.add_argument(
         "--wait-timeout",
         type=float,
-        default=None,
+        default=default,
         metavar="SECONDS",
-        help="how long to wait for the change (default 60)",
+        help=f"how long to wait for the change (default {60 if default is None else default:g})",
     )
 
 
@@ -170,7 +168,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "run a one-off process of a job",
         ["commit"],
         description="Start a one-off process with the job's config (never restarted) and "
-        "print its pid; with -f, show its output and exit with its exit status.",
+        "print its pid; with -f, show its output and exit with its exit status "
+        "(125 when gaffer itself fails: refused, unreachable, bad arguments).",
     )
     p.add_argument("job", metavar="JOB")
     p.add_argument(
@@ -212,20 +211,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
-    sessions: list[str] | None = None
-    names = []
-    for n in args.names:
-        if "." not in n and sessions is None:
-            sessions = ctx.client.sessions()
-        names.append(n if "." in n or n in (sessions or ()) else job_name(n))
+    names = resolve_names(ctx, args.names)
     jobs = ctx.client.status(names, stats=not args.no_stats)
+    for name in names:
+        if not any(j["name"] == name or j["name"].startswith(name + ".") for j in jobs):
+            raise not_found(name)
     out = ctx.out
     if out.json_mode:
         out.json(jobs)
         return 0
     if not jobs:
-        out.note("no jobs loaded" if not names else "no such job")
-        return 0 if not names else 1
+        out.note("no jobs loaded")
+        return 0
     rows: list[list[Any]] = []
     for job in jobs:
         procs = job["processes"]
@@ -252,7 +249,8 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
                 ]
             )
     headers = ["JOB", "#", "PID", "OS PID", "STATE", "UPTIME", "CPU", "MEM", "RESTARTS"]
-    out.print(out.table(headers, rows, align="lrrrlrrrr", states=4))
+    # too narrow a terminal loses OS PID, then RESTARTS, then UPTIME before names are cut
+    out.print(out.table(headers, rows, align="lrrrlrrrr", states=4, optional=(3, 8, 5)))
     return 0
 
 
@@ -436,19 +434,13 @@ def read_jobs(
     if path.endswith(".ini"):  # gaffer 0.5's config
         cfg = dc.load_file(path)
         return _in_session(cfg.jobs, session), []
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
+    text = dc.read_text(path)
     doc = _load_doc(text, path)
     base_dir = os.path.dirname(os.path.abspath(path))
     single = isinstance(doc, dict) and ("cmd" in doc or "name" in doc)
     if isinstance(doc, dict) and not (single or isinstance(doc.get("jobs"), list)):
-        # gafferd's own form: jobs:, include, env_file, procfile
-        cfg = dc.parse(text, path, base_dir, _files={os.path.realpath(path)})
+        # gafferd's own form (jobs:, include, env_file, procfile): read as gafferd does
+        cfg = dc.load_file(path)
         remarks = [
             f"{name}: logs: is a setting of gafferd's config; not applied by load"
             for name in cfg.job_logs
@@ -472,7 +464,7 @@ def read_jobs(
         )
     from gaffer.config import split_name
 
-    line_of = dc._line_of
+    line_of = dc.line_of
     entries: list[JobEntry] = []
     seen: dict[tuple[str, str], str] = {}
     for item, where in items:
@@ -495,7 +487,7 @@ def read_jobs(
         try:
             env_files = options.pop("env_file", None)
             if env_files is not None:
-                env = dc._read_env_files(env_files, base_dir)
+                env = dc.read_env_files(env_files, base_dir)
                 if options.get("env") is not None and not isinstance(options["env"], dict):
                     raise ConfigError("env", f"must be a mapping, got {options['env']!r}")
                 options["env"] = {**env, **(options.get("env") or {})}
@@ -526,9 +518,7 @@ def _load_doc(text: str, path: str) -> Any:
     """The document, its mappings remembering their lines (the daemon's YAML
     loader); JSON is YAML, but a JSON file is checked as JSON first so that its
     mistakes are worded as JSON's."""
-    import yaml
-
-    from gaffer.daemon import config as dc
+    from gaffer.daemon.config import load_yaml
     from gaffer.errors import ConfigError
 
     if path.endswith(".json"):
@@ -542,18 +532,10 @@ def _load_doc(text: str, path: str) -> Any:
                 None, f"invalid JSON: {msg}", source=path, line=getattr(e, "lineno", None)
             ) from None
         try:
-            return yaml.load(text, Loader=dc._Loader)
-        except (yaml.YAMLError, ConfigError):
+            return load_yaml(text, path)
+        except ConfigError:
             return plain  # valid JSON that YAML will not read (tabs): no line numbers
-    try:
-        return yaml.load(text, Loader=dc._Loader)
-    except ConfigError as e:
-        raise ConfigError(e.field, e.bare_reason, source=path, line=e.line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(None, f"invalid YAML: {problem}", source=path, line=line) from None
+    return load_yaml(text, path)
 
 
 def _in_session(entries: list[JobEntry], session: str | None) -> list[JobEntry]:
@@ -585,25 +567,17 @@ def _read_procfile(path: str, session: str | None) -> list[JobEntry]:
     from gaffer.daemon import config as dc
     from gaffer.errors import ConfigError
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            f.read()
-    except OSError as e:
-        raise ConfigError(None, f"cannot read: {e.strerror}", source=path) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(None, f"not UTF-8 text (byte {e.start})", source=path) from None
+    dc.read_text(path)  # unreadable: said as of any job file
     directory = os.path.dirname(path)
     session = session or procfile_session(path)
-    entries = dc._procfile(
-        {"path": os.path.basename(path), "session": session}, directory, path, None
-    )
-    if not entries:
+    configs = dc.read_procfile(path)
+    if not configs:
         raise ConfigError(None, "no processes (expected 'name: command' lines)", source=path)
     dotenv = os.path.join(directory, ".env")
     env: dict[str, str] = {}
     if os.path.exists(dotenv):
         try:
-            env = dc._read_env_files(".env", directory)
+            env = dc.read_env_files(".env", directory)
         except ConfigError as e:
             raise ConfigError(None, e.bare_reason, source=dotenv) from None
     base = env.get("PORT", "5000")
@@ -611,10 +585,10 @@ def _read_procfile(path: str, session: str | None) -> list[JobEntry]:
         raise ConfigError("PORT", f"must be a port number, got {base!r}", source=dotenv)
     cwd = os.path.abspath(directory or ".")
     out = []
-    for i, entry in enumerate(entries):
+    for i, config in enumerate(configs):
         port = str(int(base) + 100 * i)
-        config = entry.config.replace(env={**env, "PORT": port}, cwd=entry.config.cwd or cwd)
-        out.append(dc.JobEntry(entry.session, config))
+        config = config.replace(env={**env, "PORT": port}, cwd=config.cwd or cwd)
+        out.append(dc.JobEntry(session, config))
     return out
 
 
@@ -640,10 +614,32 @@ def _read_file(
 # -- waiting ----------------------------------------------------------------------------
 
 
-def _watch(ctx: Context, names: Iterable[str]) -> Watch:
+def _change(
+    ctx: Context,
+    names: Sequence[str],
+    act: Callable[[str], object],
+    check: Callable[[str], Check | None],
+    verbs: tuple[str, str],
+    extra: dict[str, Any] | None = None,
+    unwaited: str | None = None,
+) -> int:
+    """A change to jobs, waited for: the watch opened first, then ``act`` on
+    each job, then the wait until ``check(job)`` of each is done (a job whose
+    check is None is not waited for), then the report. ``verbs``: what the
+    report lists them as and what the wait shows (``("stopped",
+    "stopping")``); ``unwaited``: what a job not waited for is (default: the
+    second verb)."""
     from gaffer.cli.wait import Watch
 
-    return Watch(ctx, names)
+    done, doing = verbs
+    with Watch(ctx, names) as watch:
+        for name in names:
+            act(name)
+        checks: dict[str, Check] = {}
+        if watch.enabled:
+            checks = {n: c for n in names if (c := check(n)) is not None}
+        outcome, outs = _wait(watch, checks, doing)
+    return _report(ctx, done, names, outcome, outs, unwaited or doing, extra)
 
 
 def _wait(watch: Watch, checks: dict[str, Check], what: str) -> tuple[Outcome, dict[str, Outcome]]:
@@ -734,22 +730,6 @@ def _with_last_exits(ctx: Context, failures: list[str]) -> list[str]:
     return out
 
 
-def expand_names(ctx: Context, raws: Sequence[str]) -> list[str]:
-    """Job names as given: ``web`` is ``default.web``, or, when no such job
-    is loaded and a session ``web`` is, that session's jobs."""
-    if all("." in r for r in raws):
-        return list(dict.fromkeys(raws))
-    loaded = ctx.client.jobs()
-    out: list[str] = []
-    for raw in raws:
-        if "." in raw or f"default.{raw}" in loaded:
-            out.append(job_name(raw))
-            continue
-        members = [j for j in loaded if j.startswith(raw + ".")]
-        out.extend(members or [job_name(raw)])
-    return list(dict.fromkeys(out))
-
-
 def _running_unless_stopped(name: str, want: int | None = None) -> Check:
     """Running as wanted; a stopped job is done as it is (it runs nothing)."""
     from gaffer.cli.wait import Outcome, running
@@ -788,34 +768,38 @@ def cmd_load(ctx: Context, args: argparse.Namespace) -> int:
             f"{', '.join(clash)}: already loaded; nothing loaded "
             f"(`gaffer update {args.file}` replaces loaded jobs)"
         )
-    starts = {n: e.config.start and not args.nostart for n, e in zip(names, entries, strict=True)}
-    with _watch(ctx, names) as watch:
-        done: list[str] = []
-        try:
-            for name, entry in zip(names, entries, strict=True):
-                client.load(entry.config.to_dict(), session=entry.session, start=starts[name])
-                done.append(name)
-        except GafferClientError:
+    by_name = dict(zip(names, entries, strict=True))
+    starts = {n: e.config.start and not args.nostart for n, e in by_name.items()}
+    done: list[str] = []
+
+    def load(name: str) -> None:
+        entry = by_name[name]
+        client.load(entry.config.to_dict(), session=entry.session, start=starts[name])
+        done.append(name)
+
+    try:
+        return _change(
+            ctx,
+            names,
+            load,
+            lambda n: _running_unless_stopped(n) if starts[n] else None,
+            ("loaded", "starting"),
+            unwaited="loaded",
+        )
+    except GafferClientError:
+        if len(done) < len(names):
             # all of the file or none of it: take back what went in before the refusal
             for name in done:
                 with contextlib.suppress(GafferClientError):
                     client.unload(name)
-            raise
-        checks = {n: _running_unless_stopped(n) for n in names if starts[n]}
-        outcome, outs = _wait(watch, checks if watch.enabled else {}, "starting")
-    return _report(ctx, "loaded", names, outcome, outs, "loaded")
+        raise
 
 
 def cmd_unload(ctx: Context, args: argparse.Namespace) -> int:
     from gaffer.cli.wait import gone
 
-    names = expand_names(ctx, args.names)
-    with _watch(ctx, names) as watch:
-        for name in names:
-            ctx.client.unload(name)
-        checks = {n: gone(n) for n in names} if watch.enabled else {}
-        outcome, outs = _wait(watch, checks, "unloading")
-    return _report(ctx, "unloaded", names, outcome, outs, "unloading")
+    names = resolve_names(ctx, args.names, expand=True)
+    return _change(ctx, names, ctx.client.unload, gone, ("unloaded", "unloading"))
 
 
 def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
@@ -842,7 +826,6 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
         updates = [
             (f"{e.session}.{e.config.name}", e.config.to_dict(), e.config.start) for e in entries
         ]
-    names = [n for n, _, _ in updates]
     if args.wait_timeout is not None:
         client.target.timeout = max(client.target.timeout or 0, args.wait_timeout)
     elif client.target.timeout is not None:
@@ -850,17 +833,18 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
         from gaffer.cli.wait import DEFAULT_TIMEOUT
 
         client.target.timeout = max(client.target.timeout, DEFAULT_TIMEOUT)
-    with _watch(ctx, names) as watch:
-        for name, config, start in updates:
-            if watch.enabled:
-                client.update(name, config, start=start)
-            else:
-                from gaffer.client.sync import job_path
+    by_name = {n: (config, start) for n, config, start in updates}
 
-                client.request("PUT", job_path(name), {**config, "start": start})
-        checks = {n: _running_unless_stopped(n) for n in names} if watch.enabled else {}
-        outcome, outs = _wait(watch, checks, "updating")
-    return _report(ctx, "updated", names, outcome, outs, "updating")
+    def update(name: str) -> None:
+        config, start = by_name[name]
+        if args.no_wait:
+            from gaffer.client.sync import job_path
+
+            client.request("PUT", job_path(name), {**config, "start": start})
+        else:
+            client.update(name, config, start=start)
+
+    return _change(ctx, list(by_name), update, _running_unless_stopped, ("updated", "updating"))
 
 
 def _apply_set(config: dict[str, Any], item: str) -> None:
@@ -908,63 +892,54 @@ def parse_scale(spec: str) -> tuple[str, str]:
 def cmd_scale(ctx: Context, args: argparse.Namespace) -> int:
     specs = [parse_scale(s) for s in args.specs]
     names = list(dict.fromkeys(n for n, _ in specs))
+    hows = {n: [how for m, how in specs if m == n] for n in names}
     scaled: dict[str, int] = {}
-    with _watch(ctx, names) as watch:
-        for name, how in specs:
+
+    def scale(name: str) -> None:
+        for how in hows[name]:
             scaled[name] = ctx.client.scale(name, how)
-        checks = (
-            {n: _running_unless_stopped(n, want) for n, want in scaled.items()}
-            if watch.enabled
-            else {}
-        )
-        outcome, outs = _wait(watch, checks, "scaling")
-    return _report(
+
+    return _change(
         ctx,
-        "scaled",
         names,
-        outcome,
-        outs,
-        "scaling",
+        scale,
+        lambda n: _running_unless_stopped(n, scaled[n]),
+        ("scaled", "scaling"),
         {"numprocesses": scaled},
     )
 
 
 def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
-    names = expand_names(ctx, args.names)
-    with _watch(ctx, names) as watch:
-        for name in names:
-            ctx.client.start_job(name)
-        checks = {n: _running_unless_stopped(n) for n in names} if watch.enabled else {}
-        outcome, outs = _wait(watch, checks, "starting")
-    return _report(ctx, "started", names, outcome, outs, "starting")
+    names = resolve_names(ctx, args.names, expand=True)
+    return _change(
+        ctx, names, ctx.client.start_job, _running_unless_stopped, ("started", "starting")
+    )
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     from gaffer.cli.wait import stopped
 
-    names = expand_names(ctx, args.names)
-    with _watch(ctx, names) as watch:
-        for name in names:
-            ctx.client.stop_job(name)
-        checks = {n: stopped(n) for n in names} if watch.enabled else {}
-        outcome, outs = _wait(watch, checks, "stopping")
-    return _report(ctx, "stopped", names, outcome, outs, "stopping")
+    names = resolve_names(ctx, args.names, expand=True)
+    return _change(ctx, names, ctx.client.stop_job, stopped, ("stopped", "stopping"))
 
 
 def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
     from gaffer.cli.wait import running
 
-    names = expand_names(ctx, args.names)
-    with _watch(ctx, names) as watch:
-        old: dict[str, set[int]] = {}
-        if watch.enabled:
-            for job in ctx.client.status(names, stats=False):
-                old[job["name"]] = {p for r in job["processes"] if (p := r.get("pid"))}
-        for name in names:
-            ctx.client.restart_job(name)
-        checks = {n: running(n, replacing=old.get(n, set())) for n in names}
-        outcome, outs = _wait(watch, checks if watch.enabled else {}, "restarting")
-    return _report(ctx, "restarted", names, outcome, outs, "restarting")
+    names = resolve_names(ctx, args.names, expand=True)
+    # the processes to see replaced; read before the watch opens, which is
+    # no loss: one that ends meanwhile is as replaced as one restarted
+    old: dict[str, set[int]] = {n: set() for n in names}
+    if not args.no_wait:
+        for job in ctx.client.status(names, stats=False):
+            old[job["name"]] = {p for r in job["processes"] if (p := r.get("pid"))}
+    return _change(
+        ctx,
+        names,
+        ctx.client.restart_job,
+        lambda n: running(n, replacing=old[n]),
+        ("restarted", "restarting"),
+    )
 
 
 # -- kill, run --------------------------------------------------------------------------
@@ -990,10 +965,7 @@ def cmd_kill(ctx: Context, args: argparse.Namespace) -> int:
         ctx.client.signal_job(name, signum)
         what = {"job": name}
         text = f"{name} (every process)"
-    if out.json_mode:
-        out.json({**what, "signal": sig, "signum": signum})
-    else:
-        out.print(f"sent SIG{sig} to {text}")
+    out.result({**what, "signal": sig, "signum": signum}, f"sent SIG{sig} to {text}")
     return 0
 
 
@@ -1012,12 +984,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     env = _env_pairs(args.env)
     client = ctx.client
     out = ctx.out
-    if not args.follow:
+    if args.follow:
+        # its exit status is the run's: gaffer's own failures get 125 (as docker run's)
+        args.own_failure = 125
+    else:
         one_off = client.commit(name, args.graceful_timeout, env)
-        if out.json_mode:
-            out.json({"name": name, "pid": one_off})
-        else:
-            out.print(str(one_off))
+        out.result({"name": name, "pid": one_off}, str(one_off))
         return 0
     labels = set((client.job_info(name).get("config") or {}).get("redirect_output") or [])
     # Subscribed before the run starts, so that nothing it writes (nor its
@@ -1101,32 +1073,25 @@ def _follow(ctx: Context, events: Any, pid: int, labels: set[str]) -> int:
 
 def cmd_sessions(ctx: Context, args: argparse.Namespace) -> int:
     sessions = ctx.client.sessions()
-    if ctx.out.json_mode:
-        ctx.out.json(sessions)
-    else:
-        for s in sessions:
-            ctx.out.print(s)
+    ctx.out.result(sessions, "\n".join(sessions) or None)
     return 0
 
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
     jobs = ctx.client.jobs(args.session)
-    if ctx.out.json_mode:
-        ctx.out.json(jobs)
-    else:
-        for j in jobs:
-            ctx.out.print(j)
+    ctx.out.result(jobs, "\n".join(jobs) or None)
     return 0
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
-    names = expand_names(ctx, args.names) if args.names else client.jobs()
+    names = resolve_names(ctx, args.names, expand=True) if args.names else client.jobs()
     jobs: dict[str, Any] = {}
     for name in names:
         config = dict(client.job_info(name).get("config") or {})
         jobs[name] = _non_default(config)
-    fmt = args.format or ("json" if ctx.out.json_mode else "yaml")
+    # --json is machine-readable output whatever --format says
+    fmt = "json" if ctx.out.json_mode else args.format or "yaml"
     if fmt == "json":
         ctx.out.json({"jobs": jobs})
         return 0
@@ -1145,8 +1110,8 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_BAD_FILE
     entries = read[0]
     names = [f"{e.session}.{e.config.name}" for e in entries]
-    if ctx.out.json_mode:
-        ctx.out.json({"ok": True, "file": args.file, "jobs": names})
-        return 0
-    ctx.out.print(f"ok: {len(names)} job{'s' if len(names) != 1 else ''}")
+    ctx.out.result(
+        {"ok": True, "file": args.file, "jobs": names},
+        f"ok: {len(names)} job{'s' if len(names) != 1 else ''}",
+    )
     return 0

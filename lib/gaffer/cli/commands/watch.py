@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import time
 
-from gaffer.cli.commands.jobs import job_name
 from gaffer.cli.context import Failure, UsageError
+from gaffer.cli.names import not_found, resolve_names
 from gaffer.cli.output import PREFIX_COLOURS, STATE_COLOURS, human_bytes, human_duration
 
 TYPE_CHECKING = False
@@ -324,24 +324,13 @@ def _count(text: str) -> int:
 
 def resolve_targets(ctx: Context, raw: Iterable[str]) -> tuple[list[str], list[int]]:
     """Command-line targets → (job or session names, process ids)."""
-    names: list[str] = []
-    pids: list[int] = []
-    sessions: list[str] | None = None
-    for t in raw:
-        if t.isascii() and t.isdigit():
-            pids.append(int(t))
-        elif "." in t:
-            names.append(t)
-        else:
-            if sessions is None:
-                sessions = ctx.client.sessions()
-            names.append(t if t in sessions else job_name(t))
+    targets = list(raw)
+    pids = [int(t) for t in targets if t.isascii() and t.isdigit()]
+    names = resolve_names(ctx, [t for t in targets if not (t.isascii() and t.isdigit())])
     return names, pids
 
 
-def _processes(
-    ctx: Context, raw: list[str], names: list[str], pids: list[int]
-) -> list[tuple[str, int, int]]:
+def _processes(ctx: Context, names: list[str], pids: list[int]) -> list[tuple[str, int, int]]:
     """(job, index, pid) of every process the targets name, in order."""
     client = ctx.client
     out: list[tuple[str, int, int]] = []
@@ -351,9 +340,9 @@ def _processes(
             out.append((str(info.get("name", "?")), int(info.get("index", 0)), pid))
         return out
     jobs = client.status(names, stats=False)
-    for name, given in zip(names, raw, strict=True):
+    for name in names:
         if not any(j["name"] == name or j["name"].startswith(name + ".") for j in jobs):
-            raise Failure(f"no such job or session: {given}")
+            raise not_found(name)
     for job in jobs:
         for row in job["processes"]:
             row_pid = row.get("pid")
@@ -384,7 +373,7 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     )
     shown: dict[tuple[int, str], int] = {}
     try:
-        procs = _processes(ctx, args.targets, names, pids)
+        procs = _processes(ctx, names, pids)
         for name, index, pid in procs:
             printer.know(name, index, pid)
         for name, index, pid in procs:
@@ -432,14 +421,15 @@ def _follow(
             label = str(ev.get("label"))
             if label not in labels:
                 continue
-            data = str(ev.get("data", "")).encode()
             offset = ev.get("offset")
             seen = shown.get((pid, label))
+            # The daemon puts a chunk in the tail and publishes it in one step,
+            # so a chunk is either all in the tail we read or all after it.
+            # (Its offset counts raw bytes; its data is text decoded with
+            # "replace", whose length need not match: compare offsets only.)
             if seen is not None and isinstance(offset, int) and offset < seen:
-                if offset + len(data) <= seen:
-                    continue  # the tail showed it already
-                data = data[seen - offset :]
-            printer.feed(name, index, pid, label, data)
+                continue  # the tail showed it already
+            printer.feed(name, index, pid, label, str(ev.get("data", "")).encode())
         elif kind == "eof":
             printer.eof(pid, str(ev.get("label")))
         elif kind == "exit":
@@ -458,7 +448,8 @@ _SKIP_KEYS = frozenset(("event", "topic", "seq", "time", "name"))
 
 
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
-    names = [n if "." in n else job_name(n) for n in args.job]
+    # a job not loaded yet may be watched (to see it load): default.NAME then
+    names = resolve_names(ctx, args.job, missing_ok=True)
     out = ctx.out
     stream = out.stream
     events = ctx.client.events(args.topics or ["EVENTS"], names=names, last_event_id=args.since)
@@ -566,7 +557,7 @@ def cmd_top(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"top: -d/--delay: must be > 0 seconds, got {args.delay:g}")
     if args.iterations == 0:
         raise UsageError("top: -n/--iterations: must be ≥ 1")
-    names = [n if "." in n or n in ctx.client.sessions() else job_name(n) for n in args.names]
+    names = resolve_names(ctx, args.names)
     out = ctx.out
     try:
         if out.tty and not out.json_mode and args.iterations is None:
