@@ -124,3 +124,49 @@ def test_a_stream_deadline_holds_while_keepalives_come(tmp_path: Path) -> None:
         stop.set()
         thread.join()
         server.close()
+
+
+def test_a_restart_whose_new_process_fails_says_so_at_once(tmp_path: Path) -> None:
+    flag = tmp_path / "broken"
+    job = (
+        "jobs:\n  web:\n    cmd: sh\n"
+        f"    args: ['-c', 'test -e {flag} && exit 3; exec sleep 3600']\n"
+        "    startsecs: 0.5\n"
+    )
+    with served(tmp_path, job) as gaffer:
+        assert gaffer("start", "web").returncode == 0
+        (before,) = [r["os_pid"] for r in gaffer.json("ps")[0]["processes"]]
+        flag.touch()  # from now on a new process exits at once
+        t = time.monotonic()
+        r = gaffer("restart", "web")
+        assert r.returncode == 1, r
+        assert "the new process failed to start" in r.stderr and "(409)" in r.stderr
+        assert time.monotonic() - t < 15  # not the 60 s wait
+        # the old process was kept, in its slot
+        rows = gaffer.json("ps")[0]["processes"]
+        assert [(p["os_pid"], p["state"]) for p in rows] == [(before, "running")]
+
+
+def test_a_crashing_job_says_why_in_logs_and_in_the_scale_report(tmp_path: Path) -> None:
+    bad = (
+        "jobs:\n  bad:\n    cmd: sh\n"
+        "    args: ['-c', 'echo starting; echo cannot open /etc/app.conf >&2; exit 1']\n"
+        "    numprocesses: 0\n"
+    )
+    with served(tmp_path, bad) as gaffer:
+        r = gaffer("scale", "bad=1")
+        assert r.returncode == 1
+        assert "did not start" in r.stderr and ": cannot open /etc/app.conf" in r.stderr
+        # no process is left to tail: its last lines come with its exit
+        r = gaffer("logs", "bad")
+        assert r.returncode == 0
+        assert r.stdout.splitlines()[-3:] == [
+            "bad.0 | starting",
+            "bad.0 | cannot open /etc/app.conf",
+            "bad.0 | [exited with 1]",
+        ]
+        info = gaffer.json("info", "bad")
+        assert info["history"][-1]["output"] == {
+            "stdout": ["starting"],
+            "stderr": ["cannot open /etc/app.conf"],
+        }

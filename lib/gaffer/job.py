@@ -39,6 +39,7 @@ from gaffer.reaper import ChildWatcher
 log = logging.getLogger("gaffer.job")
 
 HISTORY_SIZE = 50
+HISTORY_LINES = 10  # output lines kept with each exit in the history
 # With flapping off, a run shorter than this is a failed start whatever startsecs says.
 MIN_STABLE_RUN = 1.0
 SPAWN_BATCH = 50
@@ -551,21 +552,25 @@ class Job:
         if proc.state == states.STARTING and reason in ("exited", "killed"):
             reason = "start_failed"
         self.exits_by_reason[reason] += 1
-        self.history.append(
-            {
-                "pid": proc.pid,
-                "os_pid": proc.os_pid,
-                "index": proc.index,
-                "time": time.time(),
-                "exit_status": status.exit_status if status else None,
-                "term_signal": status.term_signal if status else None,
-                "uptime": round(proc.uptime or 0.0, 3),
-                "reason": reason,
-                "outcome": outcome,
-                "once": proc.committed,
-                "error": proc.spawn_error,
-            }
-        )
+        entry: dict[str, Any] = {
+            "pid": proc.pid,
+            "os_pid": proc.os_pid,
+            "index": proc.index,
+            "time": time.time(),
+            "exit_status": status.exit_status if status else None,
+            "term_signal": status.term_signal if status else None,
+            "uptime": round(proc.uptime or 0.0, 3),
+            "reason": reason,
+            "outcome": outcome,
+            "once": proc.committed,
+            "error": proc.spawn_error,
+            # its last words: why it died is most often there
+            "output": proc.last_lines(HISTORY_LINES),
+        }
+        if proc.reading:
+            # what it wrote last may still be in the pipe: read again once drained
+            proc.when_drained(lambda p: entry.update(output=p.last_lines(HISTORY_LINES)))
+        self.history.append(entry)
 
     def _on_exit(self, proc: Process) -> None:
         self.ctx._unregister(proc)

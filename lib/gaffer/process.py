@@ -97,6 +97,7 @@ class Process:
         self._group_killed = False
         self._group: GroupWatch | None = None
         self.on_drained: Callable[[Process], None] | None = None
+        self._drained_callbacks: list[Callable[[Process], None]] = []
         self._stopped: asyncio.Future[Process] = loop.create_future()
         self._psutil: psutil.Process | None = None
         self._cpu_sample: tuple[float, float] | None = None  # for status(): (CPU s, when)
@@ -278,8 +279,25 @@ class Process:
         self.readers[label] = PipeReader(self.loop, fd, on_data, on_eof, tail=tail)
 
     def _reader_done(self) -> None:
-        if not self.reading and self.on_drained is not None:
-            self.on_drained(self)
+        if not self.reading:
+            if self.on_drained is not None:
+                self.on_drained(self)
+            callbacks, self._drained_callbacks = self._drained_callbacks, []
+            for callback in callbacks:
+                callback(self)
+
+    def when_drained(self, callback: Callable[[Process], None]) -> None:
+        """Call ``callback`` once every output pipe has reached its end (now, if so)."""
+        if self.reading:
+            self._drained_callbacks.append(callback)
+        else:
+            callback(self)
+
+    def last_lines(self, n: int, width: int = 500) -> dict[str, list[str]]:
+        """The last ``n`` lines of each output stream, each cut to ``width``."""
+        return {
+            label: [line[:width] for line in tail.lines(n)] for label, tail in self.tails.items()
+        }
 
     @property
     def reading(self) -> bool:

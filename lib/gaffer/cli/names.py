@@ -24,7 +24,8 @@ def job_name(raw: str) -> str:
 def resolve_names(
     ctx: Context, raws: Iterable[str], *, expand: bool = False, missing_ok: bool = False
 ) -> list[str]:
-    """The names as the daemon knows them (job or session names), each once.
+    """The names as the daemon knows them (job or session names), each once;
+    ``all`` is every job (unless a job or session has that name).
     ``expand``: a session's jobs instead of the session (for commands that act
     on each job). ``missing_ok``: a bare name that is neither is taken as the
     job ``default.NAME`` (``events --job`` may watch a job not loaded yet);
@@ -40,6 +41,9 @@ def resolve_names(
             out.append(job_name(raw))
             continue
         members = [j for j in loaded if j.startswith(raw + ".")]
+        if raw == "all" and not members:
+            out.extend(loaded)  # supervisorctl's `all`, unless a session is named so
+            continue
         if members:
             out.extend(members if expand else [raw])
         elif missing_ok:

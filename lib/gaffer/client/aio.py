@@ -339,11 +339,11 @@ class AsyncClient(api.ClientBase):
     async def start_job(self, name: str) -> None:
         return await self._call(api.set_state(name, b"1"))
 
-    async def stop_job(self, name: str) -> None:
-        return await self._call(api.set_state(name, b"0"))
+    async def stop_job(self, name: str, wait: bool = False) -> None:
+        return await self._call(api.set_state(name, b"0", wait))
 
-    async def restart_job(self, name: str) -> None:
-        return await self._call(api.set_state(name, b"2"))
+    async def restart_job(self, name: str, wait: bool = False) -> None:
+        return await self._call(api.set_state(name, b"2", wait))
 
     async def signal_job(self, name: str, signal: int | str) -> None:
         return await self._call(api.signal_job(name, signal))

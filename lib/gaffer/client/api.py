@@ -224,9 +224,11 @@ def is_active(name: str) -> Call[bool]:
     return Call("GET", f"{job_path(name)}/state", reply=lambda r: r.body.strip() == b"1")
 
 
-def set_state(name: str, state: bytes) -> Call[None]:
-    """``state``: b"1" starts the job, b"0" stops it, b"2" restarts it."""
-    return Call("POST", f"{job_path(name)}/state", raw=state, reply=_nothing)
+def set_state(name: str, state: bytes, wait: bool = False) -> Call[None]:
+    """``state``: b"1" starts the job, b"0" stops it, b"2" restarts it; with
+    ``wait`` a stop or restart answers once done (a failed roll: Conflict)."""
+    params = {"wait": "1"} if wait else None
+    return Call("POST", f"{job_path(name)}/state", raw=state, params=params, reply=_nothing)
 
 
 def signal_job(name: str, signal: int | str) -> Call[None]:
@@ -442,6 +444,15 @@ def refusal(resp: Response) -> Exception:
         payload: object = json.loads(text)
     except ValueError:
         payload = text
+    if not isinstance(payload, dict) and (
+        "html" in resp.headers.get("content-type", "") or text.startswith("<")
+    ):
+        # a web page: whatever answered is not gafferd (tornado's own refusals
+        # of a malformed request are short text, kept as they are)
+        server = resp.headers.get("server", "")
+        payload = f"HTTP {resp.status} from something that is not gafferd" + (
+            f" ({server})" if server else ""
+        )
     return from_payload(payload, resp.status)
 
 

@@ -208,12 +208,14 @@ class Client(api.ClientBase):
     def start_job(self, name: str) -> None:
         return self._call(api.set_state(name, b"1"))
 
-    def stop_job(self, name: str) -> None:
-        return self._call(api.set_state(name, b"0"))
+    def stop_job(self, name: str, wait: bool = False) -> None:
+        return self._call(api.set_state(name, b"0", wait))
 
-    def restart_job(self, name: str) -> None:
-        """Replace every process of the job (0.5's "reload" of a job)."""
-        return self._call(api.set_state(name, b"2"))
+    def restart_job(self, name: str, wait: bool = False) -> None:
+        """Replace every process of the job (0.5's "reload" of a job), one slot
+        at a time. With ``wait``, return once done; a new process that fails to
+        start raises Conflict naming it (the old ones keep running)."""
+        return self._call(api.set_state(name, b"2", wait))
 
     def signal_job(self, name: str, signal: int | str) -> None:
         return self._call(api.signal_job(name, signal))

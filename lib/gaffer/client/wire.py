@@ -11,6 +11,7 @@ of the connection.
 from __future__ import annotations
 
 import _socket
+import os
 from time import monotonic as _monotonic
 
 from gaffer.client.errors import ConnectionError
@@ -68,7 +69,16 @@ class Connection:
                     tcp = t.ssl_context().wrap_socket(tcp, server_hostname=t.host)
                 sock = tcp
         except OSError as e:
-            raise ConnectionError(f"cannot reach gafferd at {t.url}: {os_reason(e)}") from None
+            why = os_reason(e)
+            if t.unix_path is not None and isinstance(e, ConnectionRefusedError):
+                import stat
+
+                try:
+                    if not stat.S_ISSOCK(os.stat(t.unix_path).st_mode):
+                        why = "not a socket (-H takes the daemon's socket, or a URL)"
+                except OSError:
+                    pass
+            raise ConnectionError(f"cannot reach gafferd at {t.url}: {why}") from None
         return sock
 
     def close(self) -> None:

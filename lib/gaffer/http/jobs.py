@@ -150,14 +150,27 @@ class JobStateHandler(JobBase):
     async def post(self, session: str, job: str) -> None:
         name = self._name(session, job, "write")
         raw = self.request.body.strip().strip(b'"')
+        fut = None
         if raw == b"1":
             self.manager.start_job(name)
         elif raw == b"0":
-            self.manager.stop_job(name).add_done_callback(consume)
+            fut = self.manager.stop_job(name)
         elif raw == b"2":
-            self.manager.reload(name).add_done_callback(consume)
+            fut = self.manager.reload(name)
         else:
             raise BadRequest(f"body: expected 1 (start), 0 (stop) or 2 (reload), got {raw[:20]!r}")
+        if fut is not None and self.get_query_argument("wait", "false").lower() in (
+            "1",
+            "true",
+            "yes",
+        ):
+            # answered once stopped, or rolled over: a failed roll is a 409 saying
+            # which new process failed (the old ones keep running)
+            await fut
+            self.send_json({"ok": True})
+            return
+        if fut is not None:
+            fut.add_done_callback(consume)
         self.send_json({"ok": True}, 202)
 
 

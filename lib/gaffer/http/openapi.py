@@ -724,9 +724,12 @@ def job_paths() -> dict[str, Schema]:
                 accepted,
                 status=202,
                 errors=(404, 409),
-                params=job,
+                params=(*job, "wait"),
                 request=state_body,
-                description="The raw body is the digit, optionally in double quotes.",
+                description="The raw body is the digit, optionally in double quotes. With "
+                "`wait`, a stop or reload answers 200 once done; a reload whose new "
+                "process fails to start answers 409 (the old processes keep running).",
+                more={"200": reply(ok, "done (with wait)")},
             ),
         },
         "/jobs/{sessionid}/{job}/signal": {

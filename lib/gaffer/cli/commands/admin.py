@@ -361,7 +361,7 @@ def _register_users(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="create a user, with a new key of the given rights or an existing --key",
         description="Create a user. Its rights are those of its key: a new one with the "
-        "rights given here (--admin: an admin user), or an existing one (--key). The "
+        "rights given here (--admin: an admin user), or an existing one (--with-key). The "
         "password is asked on a terminal, or read with --password-stdin.",
     )
     p.add_argument("username", metavar="USER")

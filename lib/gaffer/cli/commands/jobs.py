@@ -726,6 +726,11 @@ def _with_last_exits(ctx: Context, failures: list[str]) -> list[str]:
             else:
                 how = f"exited with status {h.get('exit_status')}"
             failure += f"; last run {how} after {h.get('uptime', 0):g}s"
+            # and its last words, which most often say why
+            output = h.get("output") or {}
+            said = (output.get("stderr") or []) or (output.get("stdout") or [])
+            if said:
+                failure += f": {said[-1].strip()[:200]}"
         out.append(failure)
     return out
 
@@ -826,13 +831,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
         updates = [
             (f"{e.session}.{e.config.name}", e.config.to_dict(), e.config.start) for e in entries
         ]
-    if args.wait_timeout is not None:
-        client.target.timeout = max(client.target.timeout or 0, args.wait_timeout)
-    elif client.target.timeout is not None:
-        # the daemon answers once the roll-over is done: allow as long as a wait
-        from gaffer.cli.wait import DEFAULT_TIMEOUT
-
-        client.target.timeout = max(client.target.timeout, DEFAULT_TIMEOUT)
+    _allow_a_wait(ctx, args)
     by_name = {n: (config, start) for n, config, start in updates}
 
     def update(name: str) -> None:
@@ -923,6 +922,18 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     return _change(ctx, names, ctx.client.stop_job, stopped, ("stopped", "stopping"))
 
 
+def _allow_a_wait(ctx: Context, args: argparse.Namespace) -> None:
+    """The daemon answers once a roll-over is done: allow its request as long
+    as a wait."""
+    client = ctx.client
+    if args.wait_timeout is not None:
+        client.target.timeout = max(client.target.timeout or 0, args.wait_timeout)
+    elif client.target.timeout is not None:
+        from gaffer.cli.wait import DEFAULT_TIMEOUT
+
+        client.target.timeout = max(client.target.timeout, DEFAULT_TIMEOUT)
+
+
 def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
     from gaffer.cli.wait import running
 
@@ -933,10 +944,18 @@ def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
     if not args.no_wait:
         for job in ctx.client.status(names, stats=False):
             old[job["name"]] = {p for r in job["processes"] if (p := r.get("pid"))}
+    _allow_a_wait(ctx, args)
+
+    def restart(name: str) -> None:
+        # Waited for by the daemon itself: a new process that fails to start
+        # ends the roll at once with the daemon's reason (exit 1), the old
+        # ones kept — no waiting out the timeout for processes that won't come.
+        ctx.client.restart_job(name, wait=not args.no_wait)
+
     return _change(
         ctx,
         names,
-        ctx.client.restart_job,
+        restart,
         lambda n: running(n, replacing=old[n]),
         ("restarted", "restarting"),
     )
@@ -1088,7 +1107,11 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     names = resolve_names(ctx, args.names, expand=True) if args.names else client.jobs()
     jobs: dict[str, Any] = {}
     for name in names:
-        config = dict(client.job_info(name).get("config") or {})
+        info = client.job_info(name)
+        config = dict(info.get("config") or {})
+        # what runs now: a scale changes the job's size, not its loaded config
+        if "numprocesses" in info:
+            config["numprocesses"] = info["numprocesses"]
         jobs[name] = _non_default(config)
     # --json is machine-readable output whatever --format says
     fmt = "json" if ctx.out.json_mode else args.format or "yaml"

@@ -330,8 +330,11 @@ def resolve_targets(ctx: Context, raw: Iterable[str]) -> tuple[list[str], list[i
     return names, pids
 
 
-def _processes(ctx: Context, names: list[str], pids: list[int]) -> list[tuple[str, int, int]]:
-    """(job, index, pid) of every process the targets name, in order."""
+def _processes(
+    ctx: Context, names: list[str], pids: list[int], jobs_seen: list[str] | None = None
+) -> list[tuple[str, int, int]]:
+    """(job, index, pid) of every process the targets name, in order; the
+    jobs looked at go in ``jobs_seen``."""
     client = ctx.client
     out: list[tuple[str, int, int]] = []
     if pids:
@@ -340,6 +343,8 @@ def _processes(ctx: Context, names: list[str], pids: list[int]) -> list[tuple[st
             out.append((str(info.get("name", "?")), int(info.get("index", 0)), pid))
         return out
     jobs = client.status(names, stats=False)
+    if jobs_seen is not None:
+        jobs_seen.extend(j["name"] for j in jobs)
     for name in names:
         if not any(j["name"] == name or j["name"].startswith(name + ".") for j in jobs):
             raise not_found(name)
@@ -373,10 +378,25 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     )
     shown: dict[tuple[int, str], int] = {}
     try:
-        procs = _processes(ctx, names, pids)
+        jobs_seen: list[str] = []
+        procs = _processes(ctx, names, pids, jobs_seen)
         for name, index, pid in procs:
             printer.know(name, index, pid)
+        # Each slot's last exit, with its last lines: a process that crashed
+        # (and maybe was replaced) said why there, as supervisorctl tail and
+        # pm2 logs would show from their log files.
+        exits: dict[tuple[str, int], dict[str, Any]] = {}
+        for job in jobs_seen if args.lines else []:
+            for entry in client.job_info(job).get("history") or []:
+                if not entry.get("once"):
+                    exits[job, int(entry.get("index", 0))] = entry
+        live = {(name, index) for name, index, _ in procs}
+        for (name, index), entry in exits.items():
+            if (name, index) not in live:
+                _print_exit(printer, name, index, entry, labels, args.lines)
         for name, index, pid in procs:
+            if (name, index) in exits:
+                _print_exit(printer, name, index, exits[name, index], labels, args.lines)
             for label in labels:
                 try:
                     start, data = client.tail(pid, label)
@@ -402,6 +422,23 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         if events is not None:
             events.close()
     raise Failure("the daemon closed the event stream")
+
+
+def _print_exit(
+    printer: LinePrinter,
+    name: str,
+    index: int,
+    entry: Mapping[str, Any],
+    labels: tuple[str, ...],
+    lines: int,
+) -> None:
+    """An exited process's last lines (kept by the daemon with its exit) and how it ended."""
+    pid = int(entry.get("pid") or 0)
+    printer.know(name, index, pid)
+    output = entry.get("output") or {}
+    for label in labels:
+        printer.lines(name, index, pid, label, list(output.get(label) or [])[-lines:])
+    printer.note(name, index, pid, exit_text(entry))
 
 
 def _follow(
@@ -572,7 +609,9 @@ def cmd_top(ctx: Context, args: argparse.Namespace) -> int:
                 if n:
                     out.print()
                 out.print(_summary(rows))
-                out.print(out.table(TOP_HEADERS, [_cells(r) for r in rows], "rrlrlrrrrr", 4))
+                # narrow: OS PID, RESTARTS, RSS, UPTIME go before job names are cut
+                cells = [_cells(r) for r in rows]
+                out.print(out.table(TOP_HEADERS, cells, "rrlrlrrrrr", 4, optional=(1, 9, 7, 8)))
             out.stream.flush()
             n += 1
             if args.iterations is not None and n >= args.iterations:
