@@ -106,6 +106,63 @@ def test_info_jobs_sessions(tmp_path: Path) -> None:
         assert r.stdout == "default.web\nshop.api\n"
 
 
+def test_ps_and_jobs_filter_by_tag_and_info_shows_the_metadata(tmp_path: Path) -> None:
+    idle = "    cmd: sleep\n    numprocesses: 0\n"
+    config = (
+        "jobs:\n"
+        + f"  web:\n{idle}    tags: [web, front]\n    version: 2.1.0\n"
+        + "    description: |\n      The shop's front end.\n      Serves /shop.\n"
+        + f"  shop.api:\n{idle}    tags: [web]\n"
+        + f"  batch:\n{idle}    tags: [nightly]\n"
+        + f"  plain:\n{idle}"
+    )
+    with served(tmp_path, config) as gaffer:
+        assert gaffer.json("jobs", "--tag", "web") == ["default.web", "shop.api"]
+        either = ["default.web", "default.batch"]
+        assert gaffer.json("jobs", "--tag", "front", "--tag", "nightly") == either
+        assert gaffer.json("jobs", "shop", "--tag", "nightly") == []
+        assert [j["name"] for j in gaffer.json("ps", "--tag", "web")] == [
+            "default.web",
+            "shop.api",
+        ]
+        assert [j["name"] for j in gaffer.json("ps", "web", "batch", "--tag", "nightly")] == [
+            "default.batch"  # web is there, without the tag: left out, not an error
+        ]
+        r = gaffer("ps", "--tag", "nope")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "no jobs tagged nope\n")
+        r = gaffer("ps", "shop.nope", "--tag", "web")
+        assert r.returncode == 1 and "shop.nope" in r.stderr
+        r = gaffer("jobs", "-l", "--tag", "web")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["NAME", "VERSION", "TAGS", "DESCRIPTION"]
+        assert lines[1].split() == [
+            "default.web",
+            "2.1.0",
+            "web,front",
+            "The",
+            "shop's",
+            "front",
+            "end.",
+        ]
+        assert lines[2].split() == ["shop.api", "-", "web", "-"]
+        assert len(lines) == 3
+        assert gaffer.json("jobs", "--long", "--tag", "nightly") == [
+            {
+                "name": "default.batch",
+                "version": "",
+                "tags": ["nightly"],
+                "description": "",
+            }
+        ]
+        r = gaffer("info", "web")
+        assert r.returncode == 0, r.stderr
+        assert "  The shop's front end.\n  Serves /shop.\n  command: sleep\n" in r.stdout
+        assert "  version: 2.1.0\n  tags: web, front\n" in r.stdout
+        r = gaffer("info", "plain")
+        assert "version" not in r.stdout and "tags" not in r.stdout
+
+
 def test_scale_reports_the_slots_that_did_not_start(tmp_path: Path) -> None:
     with served(tmp_path, "jobs:\n" + FAILING) as gaffer:
         r = gaffer("scale", "bad=2")
@@ -161,7 +218,14 @@ def test_update_rolls_the_processes_over(tmp_path: Path) -> None:
         (tmp_path / "web.yml").write_text("jobs:\n" + sleeper("web", 1))
         assert gaffer.json("update", str(tmp_path / "web.yml"))["ok"] is True
         assert gaffer.json("info", "web")["config"]["env"] == {}
-        assert len(running_pids(gaffer.json("ps"), "default.web")) == 1
+        kept = running_pids(gaffer.json("ps"), "default.web")
+        assert len(kept) == 1
+        # metadata only: changed in place, the process kept
+        r = gaffer("update", "web", "--set", "version=1.10", "--set", "tags=[a, b]")
+        assert r.returncode == 0, r.stderr
+        config = gaffer.json("info", "web")["config"]
+        assert (config["version"], config["tags"]) == ("1.10", ["a", "b"])
+        assert running_pids(gaffer.json("ps"), "default.web") == kept
 
 
 def test_refusals_exit_1_with_the_daemons_reason(tmp_path: Path) -> None:
@@ -260,6 +324,8 @@ def test_export_then_load_gives_the_same_jobs(tmp_path: Path) -> None:
         "jobs:\n"
         + sleeper("web", 2)
         + "    env: {GREETING: hi}\n    graceful_timeout: 3\n    flapping: false\n"
+        + "    description: |\n      The web front.\n      Two lines: 'quoted', #not a comment\n"
+        + "    tags: [web, 'v:1', web]\n    version: '1.10'\n"
         + "  shop.api:\n    cmd: sleep 3600\n    start: false\n    restart: on-failure\n"
     )
     (tmp_path / "a").mkdir()
@@ -269,6 +335,12 @@ def test_export_then_load_gives_the_same_jobs(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         exported = yaml.safe_load(r.stdout)
         assert list(exported["jobs"]) == ["default.web", "shop.api"]
+        web = exported["jobs"]["default.web"]
+        assert (web["description"], web["tags"], web["version"]) == (
+            "The web front.\nTwo lines: 'quoted', #not a comment\n",
+            ["web", "v:1"],
+            "1.10",  # a string still, not the number 1.1
+        )
         assert exported["jobs"]["shop.api"] == {
             "cmd": "sleep 3600",
             "start": False,

@@ -289,11 +289,13 @@ async def test_async_client_drives_jobs_and_processes(manager: Manager, api: Htt
         assert (await c.welcome())["welcome"] == "gaffer"
         assert "/events" in (await c.openapi())["paths"]
         await c.load({"name": "web", **SLEEP})
-        await c.load({"name": "cat", **CAT}, session="tools", start=False)
+        await c.load({"name": "cat", **CAT, "tags": ["io"]}, session="tools", start=False)
         assert "gaffer_job_processes" in await c.metrics()
         assert await c.sessions() == ["default", "tools"]
         assert await c.jobs() == ["default.web", "tools.cat"]
         assert await c.jobs("tools") == ["tools.cat"]
+        assert await c.jobs(tags=["io"]) == ["tools.cat"] == await c.jobs("tools", tags="io")
+        assert [j["tags"] for j in await c.status(tags=["io", "x"], stats=False)] == [["io"]]
         assert await c.job_exists("tools.cat") and not await c.job_exists("nope")
         assert not await c.is_active("tools.cat")
         await c.start_job("tools.cat")

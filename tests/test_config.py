@@ -75,6 +75,18 @@ def test_from_dict_round_trips() -> None:
         ("custom_streams", ["x.y"], "bad stream label"),
         ("success_exit_codes", ["0"], "must be an integer"),
         ("cwd", "", "must be a non-empty string"),
+        ("description", 3, "must be a string"),
+        ("description", "x" * 1001, "at most 1000 characters"),
+        ("description", "a\0b", "NUL"),
+        ("version", ["1"], "must be a string"),
+        ("version", "1.0\nrelease", "one line"),
+        ("tags", "web", "must be a list of tags"),
+        ("tags", [""], "must be a non-empty string"),
+        ("tags", [7], "must be a non-empty string"),
+        ("tags", ["front end"], "no spaces or commas"),
+        ("tags", ["a,b"], "no spaces or commas"),
+        ("tags", ["x" * 65], "at most 64 characters"),
+        ("tags", [f"t{i}" for i in range(33)], "at most 32 tags"),
     ],
 )
 def test_bad_values_name_the_field(key: str, value: object, reason: str) -> None:
@@ -83,6 +95,26 @@ def test_bad_values_name_the_field(key: str, value: object, reason: str) -> None
     assert exc.value.field is not None
     assert exc.value.field.split(".")[0].split("[")[0] == key
     assert reason in str(exc.value)
+
+
+def test_metadata_defaults_round_trip_and_drop_duplicate_tags() -> None:
+    c = ProcessConfig("web", "sleep")
+    assert (c.description, c.tags, c.version) == ("", (), "")
+    c = ProcessConfig.from_dict(
+        {
+            "name": "web",
+            "cmd": "sleep",
+            "description": "the shop's front end\nsecond line",
+            "tags": ["web", "shop", "web", "é-tag"],
+            "version": "2.1.0",
+        }
+    )
+    assert c.tags == ("web", "shop", "é-tag")  # the first of each kept, in order
+    assert c.to_dict()["tags"] == ["web", "shop", "é-tag"]
+    assert ProcessConfig.from_dict(c.to_dict()) == c
+    # metadata alone never changes how a job runs; anything else does
+    assert c.runs_like(c.replace(tags=("other",), description="", version="3", numprocesses=4))
+    assert not c.runs_like(c.replace(cmd="true", tags=("other",)))
 
 
 def test_unknown_key_is_an_error() -> None:

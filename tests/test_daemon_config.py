@@ -164,3 +164,34 @@ def test_gaffer_05_ini_is_read_and_converted(tmp_path: Path) -> None:
     write(tmp_path / "bad.ini", "[job:web]\ncmd = x\nnumprocesses = many\n")
     with pytest.raises(ConfigError, match=re.escape("[job:web] numprocesses: bad value 'many'")):
         load_file(str(tmp_path / "bad.ini"))
+
+
+def test_job_metadata_is_read_and_bad_values_name_file_line_and_field(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "gafferd.yml",
+        "jobs:\n"
+        "  shop.web:\n"
+        "    cmd: sleep\n"
+        "    description: |\n"
+        "      The shop's front end.\n"
+        "      Serves /shop.\n"
+        "    tags: [web, shop, web]\n"
+        "    version: 2.1.0\n",
+    )
+    (entry,) = load_file(str(main)).jobs
+    assert entry.config.description == "The shop's front end.\nServes /shop.\n"
+    assert entry.config.tags == ("web", "shop")
+    assert entry.config.version == "2.1.0"
+    for line, bad, reason in (
+        (4, "    description: [not, text]\n", "jobs.shop.web.description: must be a string"),
+        (4, "    tags: [web, 'two words']\n", "jobs.shop.web.tags[1]: bad tag 'two words'"),
+        (4, "    tags: web\n", "jobs.shop.web.tags: must be a list of tags"),
+        (
+            4,
+            "    version: 2.0\n",
+            "jobs.shop.web.version: must be a string, got the number 2.0 (in YAML, quote it)",
+        ),
+    ):
+        write(main, "jobs:\n  shop.web:\n    cmd: sleep\n" + bad)
+        with pytest.raises(ConfigError, match=re.escape(f"gafferd.yml:{line}: {reason}")):
+            load_file(str(main))

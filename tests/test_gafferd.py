@@ -365,6 +365,7 @@ jobs:
   same:   {cmd: sleep, args: ['3600'], startsecs: 0}
   scaled: {cmd: sleep, args: ['3600'], startsecs: 0}
   changed: {cmd: sleep, args: ['3600'], startsecs: 0, numprocesses: 2}
+  relabelled: {cmd: sleep, args: ['3600'], startsecs: 0, tags: [a]}
   removed: {cmd: sleep, args: ['3600'], startsecs: 0}
 """
 RELOAD_AFTER = """
@@ -372,6 +373,7 @@ jobs:
   same:   {cmd: sleep, args: ['3600'], startsecs: 0}
   scaled: {cmd: sleep, args: ['3600'], startsecs: 0, numprocesses: 2}
   changed: {cmd: sleep, args: ['3601'], startsecs: 0, numprocesses: 2}
+  relabelled: {cmd: sleep, args: ['3600'], startsecs: 0, tags: [b], version: '2'}
   added:  {cmd: sleep, args: ['3600'], startsecs: 0}
 """
 
@@ -381,8 +383,8 @@ def test_reload_applies_the_difference(tmp_path: Path) -> None:
     cfg.write_text(RELOAD_BEFORE)
     sock = str(tmp_path / "run" / "gafferd.sock")
     with daemon(tmp_path, "-c", str(cfg)) as proc:
-        read_until(proc, b"running 4 job(s)")
-        before = {j: os_pids(sock, j) for j in ("same", "scaled", "changed")}
+        read_until(proc, b"running 5 job(s)")
+        before = {j: os_pids(sock, j) for j in ("same", "scaled", "changed", "relabelled")}
         # an invalid file changes nothing, and says so
         cfg.write_text(RELOAD_AFTER + "  broken: {cmd: sleep, numprocesses: -1}\n")
         code, body = api_json(sock, "/reload", "POST")
@@ -397,13 +399,17 @@ def test_reload_applies_the_difference(tmp_path: Path) -> None:
         _, result = api_json(sock, "/reload")
         assert isinstance(result, dict) and result["ok"] is True
         assert (result["loaded"], result["unloaded"]) == (["default.added"], ["default.removed"])
-        assert (result["scaled"], result["updated"]) == (["default.scaled"], ["default.changed"])
+        assert result["scaled"] == ["default.scaled"]
+        assert result["updated"] == ["default.changed", "default.relabelled"]
         assert result["unchanged"] == ["default.same"]
         assert os_pids(sock, "same") == before["same"]  # untouched
         scaled = os_pids(sock, "scaled")
         assert before["scaled"] < scaled and len(scaled) == 2  # scaled in place
         changed = os_pids(sock, "changed")
         assert len(changed) == 2 and not changed & before["changed"]  # every slot replaced
+        assert os_pids(sock, "relabelled") == before["relabelled"]  # metadata: in place
+        config = api_json(sock, "/jobs/default/relabelled")[1]["config"]  # type: ignore[index]
+        assert (config["tags"], config["version"]) == (["b"], "2")
         assert api_json(sock, "/jobs/default/removed")[0] == 404
         assert len(os_pids(sock, "added")) == 1
         proc.send_signal(signal.SIGTERM)

@@ -472,6 +472,43 @@ async def test_status_is_one_request_for_a_status_table(manager: Manager, api: H
     assert r.status == 400 and "stats" in r.json["error"]
 
 
+async def test_jobs_and_status_filter_by_tag_and_carry_the_metadata(
+    manager: Manager, api: HttpApp
+) -> None:
+    c = Client(api)
+    idle = {**SLEEP, "numprocesses": 0}  # no process needed to be listed
+    meta = {"description": "the shop", "tags": ["web", "shop"], "version": "2.1"}
+    assert (await c.post("/jobs/default", {"name": "shop", **idle, **meta})).status == 200
+    manager.load({"name": "api", **idle, "tags": ["web"]}, sessionid="other")
+    manager.load({"name": "batch", **idle, "tags": ["nightly"]})
+    manager.load({"name": "plain", **idle})
+
+    async def names(path: str) -> list[str]:
+        r = await c.get(path)
+        assert r.status == 200, r.json
+        body = r.json["jobs"]
+        return [j if isinstance(j, str) else j["name"] for j in body]
+
+    assert await names("/jobs?tag=web") == ["default.shop", "other.api"]
+    assert await names("/jobs?tag=nightly&tag=shop") == ["default.shop", "default.batch"]
+    assert await names("/jobs?tag=nope") == []
+    assert await names("/status?tag=web") == ["default.shop", "other.api"]
+    assert await names("/status?tag=web&name=other") == ["other.api"]
+    r = await c.get("/jobs/other?tag=nightly")
+    assert r.json == {"sessionid": "other", "jobs": []}
+    assert len(await names("/status")) == 4  # no filter: every job
+
+    row = (await c.get("/status?name=default.shop&stats=0")).json["jobs"][0]
+    assert {k: row[k] for k in meta} == meta
+    plain = (await c.get("/status?name=default.plain")).json["jobs"][0]
+    assert (plain["description"], plain["tags"], plain["version"]) == ("", [], "")
+    config = (await c.get("/jobs/default/shop")).json["config"]
+    assert {k: config[k] for k in meta} == meta
+    # a bad tag is a 400 naming it
+    r = await c.post("/jobs/default", {"name": "bad", **idle, "tags": ["a b"]})
+    assert r.status == 400 and "tags[0]" in r.json["error"]
+
+
 async def test_events_filtered_by_job_name(manager: Manager, api: HttpApp) -> None:
     c = Client(api)
     chunks, _ = c.stream("/events?topic=EVENTS&name=default.b")

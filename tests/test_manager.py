@@ -672,6 +672,30 @@ async def test_update_replaces_config(manager: Manager) -> None:
         await manager.update({"name": "nope", "cmd": "true"})
 
 
+async def test_a_metadata_only_update_keeps_every_process(manager: Manager) -> None:
+    manager.load({"name": "m", **SLEEP, "numprocesses": 2, "tags": ["a"]})
+    await manager.wait_running("m", timeout=TIMEOUT)
+    before = [(p.pid, p.os_pid) for p in manager.list("m")]
+    sub = manager.subscribe("job.default.m")
+    new = {"name": "m", **SLEEP, "numprocesses": 2}
+    await manager.update({**new, "tags": ["b", "c"], "description": "d", "version": "2"})
+    assert [(p.pid, p.os_pid) for p in manager.list("m")] == before
+    assert all(alive(p.os_pid) for p in manager.list("m"))
+    config = manager.info("m")["config"]
+    assert (config["tags"], config["description"], config["version"]) == (["b", "c"], "d", "2")
+    assert manager.get("m").status()["tags"] == ["b", "c"]
+    # events are delivered in order: all the update caused comes before this one
+    manager.emitter.publish("marker", ("job.default.m.marker",), {})
+    events = []
+    while (event := await next_event(sub)).type != "marker":
+        events.append(event.type)
+    manager.unsubscribe("job.default.m", sub)
+    assert events == ["update"]  # no spawn, no exit: nothing was rolled
+    # and a real change still rolls
+    await manager.update({**new, "tags": ["b", "c"], "graceful_timeout": 1})
+    assert not {p.os_pid for p in manager.list("m")} & {os_pid for _, os_pid in before}
+
+
 # -- views -------------------------------------------------------------------------
 
 

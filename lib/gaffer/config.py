@@ -34,6 +34,11 @@ ROLLING_STRATEGIES = ("start-first", "stop-first")
 # What a process gets for PATH when it does not inherit the daemon's environment
 # (the same default systemd gives services).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Metadata: what a job is, for people and for filtering; never how it runs.
+METADATA_FIELDS = ("description", "tags", "version")
+MAX_TEXT = 1000  # description, version: a line or a paragraph, not a document
+MAX_TAG = 64
+MAX_TAGS = 32
 
 
 def split_name(name: str, sessionid: str | None = None) -> tuple[str, str]:
@@ -128,6 +133,37 @@ def _env(fld: str, v: object) -> dict[str, str]:
             raise ConfigError(f"{fld}.{k}", f"must be a string or a number, got {val!r}")
         out[k] = _no_nul(f"{fld}.{k}", str(val))
     return out
+
+
+def _text(fld: str, v: object, one_line: bool = False) -> str:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        # YAML reads 1.10 as the number 1.1: quoting keeps what was written
+        raise ConfigError(fld, f"must be a string, got the number {v!r} (in YAML, quote it)")
+    if not isinstance(v, str):
+        raise ConfigError(fld, f"must be a string, got {v!r}")
+    if one_line and not v.isprintable():
+        raise ConfigError(fld, f"must be one line of printable text, got {v!r}")
+    if len(v) > MAX_TEXT:
+        raise ConfigError(fld, f"must be at most {MAX_TEXT} characters, got {len(v)}")
+    return _no_nul(fld, v)
+
+
+def _tags(fld: str, v: object) -> tuple[str, ...]:
+    if isinstance(v, str) or not isinstance(v, list | tuple):
+        raise ConfigError(fld, f"must be a list of tags, got {v!r}")
+    out: dict[str, None] = {}  # ordered: duplicates dropped, the first kept
+    for i, tag in enumerate(v):
+        if not isinstance(tag, str) or not tag:
+            raise ConfigError(f"{fld}[{i}]", f"must be a non-empty string, got {tag!r}")
+        # a tag is one word: ?tag=a,b and "--tag a" must not be ambiguous
+        if not tag.isprintable() or any(c.isspace() or c == "," for c in tag):
+            raise ConfigError(f"{fld}[{i}]", f"bad tag {tag!r} (no spaces or commas)")
+        if len(tag) > MAX_TAG:
+            raise ConfigError(f"{fld}[{i}]", f"must be at most {MAX_TAG} characters")
+        out[_no_nul(f"{fld}[{i}]", tag)] = None
+    if len(out) > MAX_TAGS:
+        raise ConfigError(fld, f"at most {MAX_TAGS} tags, got {len(out)}")
+    return tuple(out)
 
 
 def _labels(fld: str, v: object) -> tuple[str, ...]:
@@ -243,6 +279,9 @@ class ProcessConfig:
     startsecs: float = 1.0
     backoff: BackoffConfig | Mapping[str, Any] = field(default_factory=BackoffConfig)
     rolling: str = "start-first"
+    description: str = ""
+    tags: tuple[str, ...] | list[str] = ()
+    version: str = ""
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -317,6 +356,9 @@ class ProcessConfig:
                 "gid", f"uid {self.uid} has no passwd entry, so its group is unknown: set gid"
             )
         s(self, "umask", self._parse_umask())
+        s(self, "description", _text("description", self.description))
+        s(self, "tags", _tags("tags", self.tags))
+        s(self, "version", _text("version", self.version, one_line=True))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
         # Keywords are checked before the generated __init__ runs, so that an
@@ -389,6 +431,12 @@ class ProcessConfig:
 
     def replace(self, **changes: Any) -> ProcessConfig:
         return dataclasses.replace(self, **changes)
+
+    def runs_like(self, other: ProcessConfig) -> bool:
+        """Whether ``other`` starts the same processes: it differs at most in
+        ``numprocesses`` and metadata, which apply without restarting any."""
+        kept = {f: getattr(other, f) for f in ("numprocesses", *METADATA_FIELDS)}
+        return self.replace(**kept) == other
 
     # -- per-process values -------------------------------------------------------
 

@@ -222,6 +222,9 @@ class Job:
             "restarts": self.restarts,
             # replaced or scaled away, not yet gone: not in any slot's row
             "stopping": len(self.retiring) + len(self.lingering),
+            "description": self.config.description,
+            "tags": list(self.config.tags),
+            "version": self.config.version,
             "processes": rows,
         }
 

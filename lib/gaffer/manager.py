@@ -406,8 +406,9 @@ class Manager:
         start: bool = False,
     ) -> asyncio.Future[None]:
         """Replace a job's config. A running job is restarted slot by slot on the
-        new config (new process first); a change of ``numprocesses`` alone scales
-        in place. ``start`` also starts a stopped job."""
+        new config (new process first); a change of ``numprocesses`` or of the
+        metadata (description, tags, version) alone applies in place, no process
+        restarted. ``start`` also starts a stopped job."""
         self._require_active()
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
@@ -424,7 +425,7 @@ class Manager:
         if env is not None:
             job.env = dict(env)
         job._publish("update", {})
-        if old.replace(numprocesses=config.numprocesses) == config or not job.active:
+        if old.runs_like(config) or not job.active:
             job.config = config
             job.scale(f"={config.numprocesses}")  # in place: running processes are kept
             if start:

@@ -298,11 +298,13 @@ class AsyncClient(api.ClientBase):
     async def sessions(self) -> list[str]:
         return await self._call(api.sessions())
 
-    async def jobs(self, session: str | None = None) -> list[str]:
-        return await self._call(api.jobs(session))
+    async def jobs(self, session: str | None = None, tags: Iterable[str] = ()) -> list[str]:
+        return await self._call(api.jobs(session, tags))
 
-    async def status(self, names: Iterable[str] = (), stats: bool = True) -> list[types.JobStatus]:
-        return await self._call(api.status(names, stats))
+    async def status(
+        self, names: Iterable[str] = (), stats: bool = True, tags: Iterable[str] = ()
+    ) -> list[types.JobStatus]:
+        return await self._call(api.status(names, stats, tags))
 
     async def job_exists(self, name: str) -> bool:
         return await self._exists(api.job_exists(name))

@@ -169,14 +169,22 @@ def sessions() -> Call[list[str]]:
     return Call("GET", "/sessions", result=lambda a: list(a["sessions"]))
 
 
-def jobs(session: str | None = None) -> Call[list[str]]:
+def jobs(session: str | None = None, tags: Iterable[str] = ()) -> Call[list[str]]:
     path = "/jobs" if session is None else f"/jobs/{quote(session, safe='')}"
-    return Call("GET", path, result=lambda a: list(a["jobs"]))
+    params = {"tag": _tags(tags)} if tags else None
+    return Call("GET", path, params=params, result=lambda a: list(a["jobs"]))
 
 
-def status(names: Iterable[str] = (), stats: bool = True) -> Call[list[types.JobStatus]]:
-    params = {"name": list(names), "stats": "1" if stats else "0"}
+def status(
+    names: Iterable[str] = (), stats: bool = True, tags: Iterable[str] = ()
+) -> Call[list[types.JobStatus]]:
+    params = {"name": list(names), "stats": "1" if stats else "0", "tag": _tags(tags)}
     return Call("GET", "/status", params=params, result=lambda a: list(a["jobs"]))
+
+
+def _tags(tags: Iterable[str]) -> list[str]:
+    # a lone string is one tag, not its letters
+    return [tags] if isinstance(tags, str) else list(tags)
 
 
 def job_exists(name: str) -> Call[bool]:

@@ -163,12 +163,17 @@ class Client(api.ClientBase):
     def sessions(self) -> list[str]:
         return self._call(api.sessions())
 
-    def jobs(self, session: str | None = None) -> list[str]:
-        return self._call(api.jobs(session))
+    def jobs(self, session: str | None = None, tags: Iterable[str] = ()) -> list[str]:
+        """The loaded jobs (of ``session``), as ``session.job``; with ``tags``,
+        those with any of them."""
+        return self._call(api.jobs(session, tags))
 
-    def status(self, names: Iterable[str] = (), stats: bool = True) -> list[JobStatus]:
-        """Every job (or those of the given sessions/jobs) with a row per process."""
-        return self._call(api.status(names, stats))
+    def status(
+        self, names: Iterable[str] = (), stats: bool = True, tags: Iterable[str] = ()
+    ) -> list[JobStatus]:
+        """Every job (or those of the given sessions/jobs; with ``tags``, those
+        with any of them) with a row per process."""
+        return self._call(api.status(names, stats, tags))
 
     def job_exists(self, name: str) -> bool:
         return self._exists(api.job_exists(name))

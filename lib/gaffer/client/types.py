@@ -34,6 +34,9 @@ class JobStatus(TypedDict):
     ready: int
     restarts: int
     stopping: int
+    description: str
+    tags: list[str]
+    version: str
     processes: list[ProcessRow]
 
 

@@ -1,8 +1,9 @@
 """Re-reading the config file and applying the difference (SIGHUP, ``POST /reload``).
 
 Unchanged jobs are not touched; a change of ``numprocesses`` alone scales in
-place; any other change is rolled out slot by slot (new process first, per the
-job's ``rolling``); jobs gone from the file are unloaded, new ones loaded. Jobs
+place, one of the metadata (description, tags, version) is applied in place
+(reported as updated); any other change is rolled out slot by slot (new process
+first, per the job's ``rolling``); jobs gone from the file are unloaded, new ones loaded. Jobs
 loaded through the API are left alone. An invalid file changes nothing: the
 daemon keeps running what it runs, and the failure is logged, published as a
 ``reload`` event and kept for ``GET /reload``.
@@ -138,7 +139,11 @@ class Reloader:
                 elif full not in self.manager.jobs():
                     result.unchanged.append(full)  # unloaded through the API: left so
                 else:
-                    if old is not None and old.replace(numprocesses=cfg.numprocesses) == cfg:
+                    if (
+                        old is not None
+                        and old.numprocesses != cfg.numprocesses
+                        and old.runs_like(cfg)
+                    ):
                         result.scaled.append(full)
                     else:
                         result.updated.append(full)

@@ -14,15 +14,26 @@ class SessionsHandler(BaseHandler):
         self.send_json({"sessions": self.identity.readable_sessions(self.manager)})
 
 
-class JobsHandler(BaseHandler):
+class TaggedHandler(BaseHandler):
+    """A listing filtered by ``?tag=T`` (repeatable): a job with any of them."""
+
+    def tagged(self, names: list[str]) -> list[str]:
+        tags = set(self.get_query_arguments("tag"))
+        if not tags:
+            return names
+        return [n for n in names if tags.intersection(self.manager.get(n).config.tags)]
+
+
+class JobsHandler(TaggedHandler):
     def get(self) -> None:
-        jobs = [j for j in self.manager.jobs() if self.identity.can("read", j)]
+        jobs = [j for j in self.tagged(self.manager.jobs()) if self.identity.can("read", j)]
         self.send_json({"jobs": jobs})
 
 
-class StatusHandler(BaseHandler):
-    """``GET /status[?name=SESSION|SESSION.JOB][&stats=0]``: every readable job
-    with one row per process — what ``gaffer ps`` shows, in one request."""
+class StatusHandler(TaggedHandler):
+    """``GET /status[?name=SESSION|SESSION.JOB][&tag=T][&stats=0]``: every
+    readable job with one row per process — what ``gaffer ps`` shows, in one
+    request."""
 
     def get(self) -> None:
         wanted = self.get_query_arguments("name")
@@ -31,7 +42,7 @@ class StatusHandler(BaseHandler):
             raise BadRequest(f"stats: expected 0 or 1, got {flag!r}")
         with_stats = flag in ("1", "true")
         out = []
-        for name in self.manager.jobs():
+        for name in self.tagged(self.manager.jobs()):
             if wanted and not any(name == w or name.startswith(w + ".") for w in wanted):
                 continue
             if self.identity.can("read", name):
@@ -39,7 +50,7 @@ class StatusHandler(BaseHandler):
         self.send_json({"jobs": out})
 
 
-class SessionJobsHandler(BaseHandler):
+class SessionJobsHandler(TaggedHandler):
     def get(self, session: str) -> None:
         # Refused before looked up: a key must not learn which sessions exist.
         perms = self.identity.perms
@@ -48,7 +59,8 @@ class SessionJobsHandler(BaseHandler):
             e in ("*", session) or e.startswith(session + ".") for e in entries
         ):
             self.identity.require("read", session)
-        jobs = [j for j in self.manager.jobs(session) if self.identity.can("read", j)]
+        jobs = self.tagged(self.manager.jobs(session))
+        jobs = [j for j in jobs if self.identity.can("read", j)]
         self.send_json({"sessionid": session, "jobs": jobs})
 
     def post(self, session: str) -> None:

@@ -154,6 +154,13 @@ def job_config(required: tuple[str, ...], closed: bool = True) -> Schema:
         "startsecs": seconds,
         "backoff": ref("Backoff"),
         "rolling": string(enum=["start-first", "stop-first"]),
+        "description": string(maxLength=1000, description="what the job is, for people"),
+        "tags": array(
+            string(minLength=1, maxLength=64, pattern="^[^\\s,]+$"),
+            maxItems=32,
+            description="words to select jobs by (?tag=); duplicates dropped",
+        ),
+        "version": string(maxLength=1000, description="the version the job runs, one line"),
     }
     return obj(props, required, additional=not closed)
 
@@ -255,6 +262,9 @@ def schemas() -> dict[str, Schema]:
                 "ready": integer(),
                 "restarts": integer(),
                 "stopping": integer(description="replaced or scaled-away processes still stopping"),
+                "description": string(),
+                "tags": array(string()),
+                "version": string(),
                 "processes": array(
                     obj(
                         {
@@ -406,6 +416,12 @@ def parameters() -> dict[str, Schema]:
         "key": path_param("key", segment(), "an API key's id"),
         "username": path_param("username", segment(), "a user name"),
         "wait": query_param("wait", flag, "answer once the change is done (default false)"),
+        "tag": query_param(
+            "tag",
+            array(string()),
+            "only jobs with this tag (repeatable: jobs with any of them)",
+            explode=True,
+        ),
         "LastEventID": header_param(
             "Last-Event-ID", string(), "resume after this event id (SSE reconnection)"
         ),
@@ -635,13 +651,16 @@ def job_paths() -> dict[str, Schema]:
                         string(enum=["0", "1", "true", "false"]),
                         "include CPU and memory (default 1)",
                     ),
+                    "tag",
                 ),
                 errors=(400,),
             )
         },
         "/jobs": {
             "get": op(
-                "Jobs the key may read, as `session.job`", reply(record(jobs=array(string())))
+                "Jobs the key may read, as `session.job`",
+                reply(record(jobs=array(string()))),
+                params=("tag",),
             )
         },
         "/jobs/{sessionid}": {
@@ -649,7 +668,7 @@ def job_paths() -> dict[str, Schema]:
                 "Jobs of a session",
                 reply(record(sessionid=string(), jobs=array(string()))),
                 errors=(404,),
-                params=session,
+                params=(*session, "tag"),
             ),
             "post": op(
                 "Load a job into the session",

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
     Check = Callable[[dict[str, JobStatus]], Outcome]
 
+# gaffer.config.METADATA_FIELDS, without importing the config module at start
+METADATA = ("description", "tags", "version")
+
 
 def add_wait_options(p: argparse.ArgumentParser, default: float | None = None) -> None:
     """--no-wait and --wait-timeout; ``default``: the timeout when none is given
@@ -42,6 +45,17 @@ def add_wait_options(p: argparse.ArgumentParser, default: float | None = None) -
         default=default,
         metavar="SECONDS",
         help=f"how long to wait for the change (default {60 if default is None else default:g})",
+    )
+
+
+def add_tag_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="only jobs with this tag (repeatable: jobs with any of them)",
     )
 
 
@@ -61,6 +75,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="A table of jobs and their processes.",
     )
     p.add_argument("names", nargs="*", metavar="JOB", help="only these jobs or sessions")
+    add_tag_option(p)
     p.add_argument("--no-stats", action="store_true", help="skip CPU and memory (faster)")
     p.set_defaults(func=cmd_ps)
 
@@ -182,8 +197,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = add("sessions", "the sessions, one per line")
     p.set_defaults(func=cmd_sessions)
 
-    p = add("jobs", "the loaded jobs, one per line")
+    p = add(
+        "jobs",
+        "the loaded jobs, one per line",
+        description="The loaded jobs (of SESSION), one per line; with --long, a table of "
+        "their version, tags and description.",
+    )
     p.add_argument("session", nargs="?", metavar="SESSION")
+    add_tag_option(p)
+    p.add_argument(
+        "-l", "--long", action="store_true", help="a table: name, version, tags, description"
+    )
     p.set_defaults(func=cmd_jobs)
 
     p = add(
@@ -212,16 +236,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
     names = resolve_names(ctx, args.names)
-    jobs = ctx.client.status(names, stats=not args.no_stats)
+    jobs = ctx.client.status(names, stats=not args.no_stats, tags=args.tags)
+    loaded: list[str] | None = None
     for name in names:
         if not any(j["name"] == name or j["name"].startswith(name + ".") for j in jobs):
+            if args.tags:
+                # there but without the tag, or not there at all?
+                loaded = ctx.client.jobs() if loaded is None else loaded
+                if any(j == name or j.startswith(name + ".") for j in loaded):
+                    continue
             raise not_found(name)
     out = ctx.out
     if out.json_mode:
         out.json(jobs)
         return 0
     if not jobs:
-        out.note("no jobs loaded")
+        out.note(f"no jobs tagged {' or '.join(args.tags)}" if args.tags else "no jobs loaded")
         return 0
     rows: list[list[Any]] = []
     for job in jobs:
@@ -284,9 +314,17 @@ def _print_job(ctx: Context, info: dict[str, Any]) -> None:
         f"{info.get('ready', 0)}/{info.get('numprocesses', 0)} running, "
         f"{info.get('restarts', 0)} restarts"
     )
+    description = str(config.get("description") or "").strip()
+    if description:
+        for line in description.splitlines():
+            out.print(f"  {line}")
     out.print(f"  command: {_command_line(config)}")
+    if config.get("version"):
+        out.print(f"  version: {config['version']}")
+    if config.get("tags"):
+        out.print(f"  tags: {', '.join(config['tags'])}")
     for key, value in _non_default(config).items():
-        if key in ("cmd", "args", "numprocesses"):
+        if key in ("cmd", "args", "numprocesses", *METADATA):
             continue
         if key == "env" and isinstance(value, dict):
             out.print("  env:")
@@ -859,8 +897,8 @@ def _apply_set(config: dict[str, Any], item: str) -> None:
         value = raw
     if isinstance(value, (dict, list)) or value is None:
         pass
-    elif not isinstance(value, (bool, int, float)):
-        value = raw  # dates and the like: the text as written
+    elif not isinstance(value, (bool, int, float)) or key in ("description", "version"):
+        value = raw  # dates and the like, and text options: the text as written
     head, dot, rest = key.partition(".")
     if dot:
         if head not in ("env", "flapping", "backoff"):
@@ -1097,8 +1135,38 @@ def cmd_sessions(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
-    jobs = ctx.client.jobs(args.session)
-    ctx.out.result(jobs, "\n".join(jobs) or None)
+    jobs = ctx.client.jobs(args.session, tags=args.tags)
+    if not args.long:
+        ctx.out.result(jobs, "\n".join(jobs) or None)
+        return 0
+    wanted = set(jobs)
+    scope = [args.session] if args.session else []
+    rows: list[dict[str, Any]] = [
+        {
+            "name": j["name"],
+            "version": j.get("version", ""),
+            "tags": j.get("tags", []),
+            "description": j.get("description", ""),
+        }
+        for j in ctx.client.status(scope, stats=False, tags=args.tags)
+        if j["name"] in wanted  # not one loaded since
+    ]
+    out = ctx.out
+    if out.json_mode:
+        out.json(rows)
+        return 0
+    table = [
+        [
+            r["name"],
+            r["version"] or "-",
+            ",".join(r["tags"]) or "-",
+            # a table row is one line: a paragraph shows its first
+            (r["description"].strip() or "-").split("\n", 1)[0],
+        ]
+        for r in rows
+    ]
+    if table:
+        out.print(out.table(["NAME", "VERSION", "TAGS", "DESCRIPTION"], table))
     return 0
 
 
@@ -1120,8 +1188,22 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     import yaml
 
-    text = yaml.safe_dump(
-        {"jobs": jobs}, sort_keys=False, default_flow_style=False, allow_unicode=True
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text_block(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        # a description of several lines reads as written (PyYAML falls back
+        # to quoting when a block cannot hold the text exactly)
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text_block)
+    text = yaml.dump(
+        {"jobs": jobs},
+        Dumper=Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
     )
     ctx.out.stream.write(text)
     return 0
