@@ -485,8 +485,8 @@ def _register_daemon(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="re-read the daemon's config file and apply the difference (SIGHUP)",
         description="Re-read gafferd's config file and apply the difference: prints the "
-        "jobs loaded, unloaded, updated (rolled over, or in place for metadata), scaled and unchanged. A file that "
-        "does not load changes nothing: exit 1 with the daemon's error.",
+        "jobs loaded, unloaded, updated (rolled over, or in place for metadata), scaled and "
+        "unchanged. A file that does not load changes nothing: exit 1 with the daemon's error.",
     )
     d.set_defaults(func=cmd_daemon_reload)
     d = dsub.add_parser(
