@@ -64,7 +64,9 @@ async def test_a_create_user_key_cannot_take_over_broader_users(
     assert r.status == 400 and "permissions" in r.json["error"]
 
 
-async def test_commit_with_a_new_environment_needs_manage(manager: Manager, api: HttpApp) -> None:
+async def test_commit_with_a_new_environment_or_arguments_needs_manage(
+    manager: Manager, api: HttpApp
+) -> None:
     manager.load({"name": "web", **SLEEP})
     await manager.wait_running("web", timeout=TIMEOUT)
     writer = Client(api, key=await make_key(api, write=["default"]))
@@ -75,6 +77,10 @@ async def test_commit_with_a_new_environment_needs_manage(manager: Manager, api:
     ch = await writer.ws("/channel")
     reply = await ch.cmd("commit", "web", 0, {"PATH": "/tmp"})
     assert reply["event"] == "gaffer:command_error" and reply["data"]["errno"] == 403
+    assert not manager.get("web").once
+    # new arguments too: `sh -c ...` would run anything
+    r = await writer.post("/jobs/default/web/commit", {"args": ["-c", "rm -rf /"]})
+    assert r.status == 403 and "manage" in r.json["error"]
     assert not manager.get("web").once
     # without a new environment, write may run it; manage may change its env
     r = await writer.post("/jobs/default/web/commit", {})

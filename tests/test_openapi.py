@@ -58,6 +58,7 @@ SAMPLES = {
     "stream": "stdout",
     "key": "0123abcd",
     "username": "alice",
+    "id": "3",
 }
 
 # -- route coverage ----------------------------------------------------------------
@@ -332,7 +333,7 @@ def test_fuzz_live_daemon(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> N
     schema = schemathesis.openapi.from_dict(spec())
     operations = [op for op in operations_of(schema) if not NOT_FUZZED.match(op.path)]
     operations.sort(key=lambda op: ORDER[op.method.lower()])
-    assert len(operations) == 47
+    assert len(operations) == 50
 
     failures = [
         failure

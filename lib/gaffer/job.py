@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import re
+import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -386,15 +388,30 @@ class Job:
             proc.adopt(rec)
 
     def commit(
-        self, graceful_timeout: float | None = None, env: Mapping[str, str] | None = None
+        self,
+        graceful_timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> Process:
-        """Start a one-off process with the job's config; it is never restarted."""
+        """Start a one-off process with the job's config; it is never restarted.
+        ``args`` replace the job's arguments (the words after the program)."""
         # One-off runs are outside the slots: $GAFFER_INDEX is -1, so a run can
         # never take (or later collide with) a slot's per-process values.
         index = -1
         ctx = self.ctx
         extra = {**self.env, **(env or {})}
-        self.config.check_env(extra)
+        config = self.config
+        if args is not None:
+            cmd = config.cmd
+            if not config.argv and not config.shell:
+                # "cmd: sleep 10" with no args: its first word is the program
+                try:
+                    words = shlex.split(cmd)
+                except ValueError as e:
+                    raise BadRequest(f"cmd: cannot split {cmd!r}: {e}") from None
+                cmd = words[0] if words else cmd
+            config = dataclasses.replace(config, cmd=cmd, args=list(args))
+        config.check_env(extra)
         proc = Process(
             executables=self.executables,
             loop=ctx.loop,
@@ -402,7 +419,7 @@ class Job:
             watcher=ctx.watcher,
             pid=ctx.get_process_id(),
             job=self.name,
-            config=self.config,
+            config=config,
             index=index,
             env=extra,
             committed=True,
@@ -570,10 +587,31 @@ class Job:
             # its last words: why it died is most often there
             "output": proc.last_lines(HISTORY_LINES),
         }
+        self._publish_record(proc, entry)
         if proc.reading:
             # what it wrote last may still be in the pipe: read again once drained
-            proc.when_drained(lambda p: entry.update(output=p.last_lines(HISTORY_LINES)))
+            def drained(p: Process) -> None:
+                entry.update(output=p.last_lines(HISTORY_LINES))
+                self._publish_record(p, entry)
+
+            proc.when_drained(drained)
         self.history.append(entry)
+
+    def _publish_record(self, proc: Process, entry: dict[str, Any]) -> None:
+        # The whole record of one run, for whoever keeps them (gafferd's run
+        # records); published again, same start, once its last output is read.
+        data = {
+            "name": self.name,
+            "pid": proc.pid,
+            "os_pid": proc.os_pid,
+            "index": proc.index,
+            "once": proc.committed,
+            "started": proc.create_time,
+            "ended": entry["time"],
+            **{k: entry[k] for k in ("exit_status", "term_signal", "reason", "error", "output")},
+        }
+        topics = ("record", f"job.{self.name}.record", f"proc.{proc.pid}.record")
+        self.ctx.emitter.publish("record", topics, data)
 
     def _on_exit(self, proc: Process) -> None:
         self.ctx._unregister(proc)

@@ -21,7 +21,7 @@ import inspect
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from gaffer import states
@@ -509,8 +509,10 @@ class Manager:
         name: str,
         graceful_timeout: float = 0,
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> int:
-        """Run a one-off process of the job, never restarted; returns its pid."""
+        """Run a one-off process of the job, never restarted; returns its pid.
+        ``args`` replace the job's arguments, ``env`` is added to its environment."""
         self._require_active()
         try:
             timeout = seconds("graceful_timeout", graceful_timeout)
@@ -521,7 +523,13 @@ class Manager:
         for k, v in (env or {}).items():
             if not isinstance(k, str) or not isinstance(v, str) or "\0" in k + v or "=" in k:
                 raise BadRequest(f"env.{k}: expected a string without NUL bytes")
-        return self._resolve(name, None).commit(timeout, env).pid
+        if args is not None and (
+            isinstance(args, str | bytes)
+            or not isinstance(args, Sequence)
+            or not all(isinstance(a, str) and "\0" not in a for a in args)
+        ):
+            raise BadRequest(f"args: expected a list of strings without NUL bytes, got {args!r}")
+        return self._resolve(name, None).commit(timeout, env, args).pid
 
     def jobs(self, sessionid: str | None = None) -> list[str]:
         if sessionid is not None:

@@ -77,6 +77,7 @@ COMMANDS = {
     ),
     **dict.fromkeys(("dev", "dev:start"), "dev"),
     **dict.fromkeys(("completion",), "completion"),
+    **dict.fromkeys(("runs", "history", "cancel"), "runs"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3

@@ -244,14 +244,46 @@ def signal_job(name: str, signal: int | str) -> Call[None]:
 
 
 def commit(
-    name: str, graceful_timeout: float | None = None, env: Mapping[str, str] | None = None
+    name: str,
+    graceful_timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Iterable[str] | None = None,
 ) -> Call[int]:
     body: dict[str, Any] = {}
     if graceful_timeout is not None:
         body["graceful_timeout"] = graceful_timeout
     if env:
         body["env"] = dict(env)
+    if args is not None:
+        body["args"] = list(args)
     return Call("POST", f"{job_path(name)}/commit", body, result=lambda a: int(a["pid"]))
+
+
+# -- run records (gafferd) ----------------------------------------------------------
+
+
+def runs(
+    job: str | None = None,
+    once: bool | None = None,
+    reason: str | None = None,
+    since: float | None = None,
+    limit: int | None = None,
+) -> Call[list[dict[str, Any]]]:
+    """Run records, newest first (see ``GET /runs``)."""
+    params: dict[str, Any] = {"job": job, "reason": reason, "since": since, "limit": limit}
+    if once is not None:
+        params["once"] = "1" if once else "0"
+    params = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", "/runs", params=params, result=lambda a: list(a["runs"]))
+
+
+def run(rid: int) -> Call[dict[str, Any]]:
+    return Call("GET", f"/runs/{int(rid)}")
+
+
+def cancel_run(rid: int) -> Call[dict[str, Any]]:
+    """Stop a running one-off run; answers its record once it has stopped."""
+    return Call("DELETE", f"/runs/{int(rid)}")
 
 
 # -- processes --------------------------------------------------------------------------

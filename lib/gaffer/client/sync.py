@@ -230,9 +230,29 @@ class Client(api.ClientBase):
         name: str,
         graceful_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        args: Iterable[str] | None = None,
     ) -> int:
-        """Run a one-off process with the job's config; returns its pid."""
-        return self._call(api.commit(name, graceful_timeout, env))
+        """Run a one-off process with the job's config (``args`` replace its
+        args); returns its pid."""
+        return self._call(api.commit(name, graceful_timeout, env, args))
+
+    # -- run records (gafferd) ----------------------------------------------------
+
+    def runs(
+        self,
+        job: str | None = None,
+        once: bool | None = None,
+        reason: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self._call(api.runs(job, once, reason, since, limit))
+
+    def run(self, rid: int) -> dict[str, Any]:
+        return self._call(api.run(rid))
+
+    def cancel_run(self, rid: int) -> dict[str, Any]:
+        return self._call(api.cancel_run(rid))
 
     # -- processes ------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import yaml
 
 from gaffer.config import ProcessConfig, split_name
 from gaffer.daemon.logs import LogSettings
+from gaffer.daemon.runs import DEFAULT_KEEP, DEFAULT_MAX_AGE, RunsSettings
 from gaffer.errors import ConfigError
 from gaffer.http.settings import HttpSettings, TlsSettings, default_state_dir
 from gaffer.loop import LOOP_KINDS
@@ -79,6 +80,7 @@ class DaemonConfig:
     log_level: str | None = None
     error_log: str | None = None
     apps: list[str] = field(default_factory=list)
+    runs: RunsSettings = field(default_factory=RunsSettings)
 
 
 DAEMON_KEYS = {
@@ -96,9 +98,46 @@ DAEMON_KEYS = {
     "log_level",
     "error_log",
     "apps",
+    "runs",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TLS_KEYS = {"certfile", "keyfile", "client_ca"}
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(fld: str, value: Any) -> float:
+    """Seconds (more than 0), from a number or a string like ``90s``, ``12h``, ``30d``."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value[:-1]) * _UNITS[value[-1:]]
+        except (KeyError, ValueError):
+            raise ConfigError(
+                fld, f"expected seconds or a duration like 30d, got {value!r}"
+            ) from None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ConfigError(fld, f"expected seconds or a duration like 30d, got {value!r}")
+    if not 0 < number < 1e12:  # also NaN
+        raise ConfigError(fld, f"must be more than 0 seconds (and finite), got {value!r}")
+    return float(number)
+
+
+def _runs(value: Any, source: str | None, line: int | None) -> RunsSettings:
+    try:
+        if not isinstance(value, dict):
+            raise ConfigError("runs", f"must be a mapping (keep, max_age), got {value!r}")
+        unknown = set(value) - {"keep", "max_age"}
+        if unknown:
+            raise ConfigError(f"runs.{sorted(unknown)[0]}", "unknown option (keep, max_age)")
+        keep = value.get("keep", DEFAULT_KEEP)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ConfigError("runs.keep", f"must be an integer ≥ 1, got {keep!r}")
+        max_age = duration("runs.max_age", value.get("max_age", DEFAULT_MAX_AGE))
+    except ConfigError as e:
+        raise ConfigError(f"daemon.{e.field}", e.bare_reason, source=source, line=line) from None
+    return RunsSettings(keep, max_age)
 
 
 def _strings(fld: str, value: Any) -> tuple[str, ...]:
@@ -262,6 +301,8 @@ def parse(
                 line=line_of(doc, ["daemon", "apps"]),
             )
         cfg.apps = list(apps)
+    if daemon.get("runs") is not None:
+        cfg.runs = _runs(daemon["runs"], source, line_of(doc, ["daemon", "runs"]))
     if daemon.get("logs") is not None:
         cfg.logs = _logs("daemon.logs", daemon["logs"], source, line_of(doc, ["daemon", "logs"]))
     try:

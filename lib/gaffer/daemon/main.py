@@ -33,6 +33,7 @@ from gaffer.daemon.notify import Notifier
 from gaffer.daemon.pidfile import PidFile
 from gaffer.daemon.pump import Pump, PumpHandler
 from gaffer.daemon.reload import Reloader, ReloadResult
+from gaffer.daemon.runs import RunsApp, RunStore
 from gaffer.daemon.state import (
     Persistence,
     StateStore,
@@ -316,10 +317,18 @@ def run(
             " ".join(map(str, stopped)),
         )
     api.reopen_logs = logfiles.reopen
+    runs = None
+    if state_dir:
+        runs_db = RunStore(os.path.join(state_dir, "runs.db"), config.runs)
+        runs = RunsApp(runs_db, adopting=handed_over is not None)
+    api.runs = runs
     try:
         if pidfile is not None:
             pidfile.create()
-        apps: list[Any] = [ConsoleApp(skip=logfiles.wants, pump=pump), logfiles, api]
+        apps: list[Any] = [ConsoleApp(skip=logfiles.wants, pump=pump), logfiles]
+        # before the API: it stops after it, so no request finds it closed
+        apps += [runs] if runs is not None else []
+        apps.append(api)
         apps += [load_app(name) for name in config.apps]
         if store is not None:
             apps.append(

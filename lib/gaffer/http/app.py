@@ -31,6 +31,7 @@ from gaffer.http import (
     metrics,
     misc,
     processes,
+    runs,
     streaming,
 )
 from gaffer.http.base import NotFoundHandler
@@ -75,6 +76,8 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/events", streaming.EventsHandler),
     (r"/channel", channel.ChannelHandler),
     (r"/channel/websocket", channel.ChannelHandler),
+    (r"/runs", runs.RunsHandler),
+    (r"/runs/([0-9]+)", runs.RunHandler),
     (r"/auth", auth.AuthHandler),
     (r"/keys", auth.KeysHandler),
     (r"/keys/([^/]+)", auth.KeyHandler),
@@ -176,6 +179,8 @@ class HttpApp:
         self.reopen_logs: Callable[[], None] | None = None
         # ...and what re-executes it in place (POST /reexec); None: not a daemon
         self.reexec: Callable[[], None] | None = None
+        # ...and what keeps run records (/runs: gaffer.daemon.runs.RunsApp); None: not kept
+        self.runs: Any = None
         self._manager: Manager | None = None
         self.replay: ReplayBuffer
         self._metrics: Any = None

@@ -201,20 +201,26 @@ class JobCommitHandler(JobBase):
     def post(self, session: str, job: str) -> None:
         name = self._name(session, job, "write")
         body = self.json_body(required=False)
-        unknown = set(body) - {"graceful_timeout", "env"}
+        unknown = set(body) - {"graceful_timeout", "env", "args"}
         if unknown:
-            raise BadRequest(f"{sorted(unknown)[0]}: unknown option (graceful_timeout, env)")
+            raise BadRequest(f"{sorted(unknown)[0]}: unknown option (graceful_timeout, env, args)")
         env = body.get("env")
-        if env:
+        args = body.get("args")
+        if args is not None and (
+            not isinstance(args, list) or not all(isinstance(a, str) for a in args)
+        ):
+            raise BadRequest(f"args: expected a list of strings, got {args!r}")
+        if env or args is not None:
             # A new environment can make the program run anything (LD_PRELOAD,
-            # PATH, PYTHON*...): that is changing the job's config, not running it.
+            # PATH, PYTHON*...), and so can new arguments (`sh -c ...`): that is
+            # changing the job's config, not running it.
             self.identity.require("manage", name)
         if env is not None and (
             not isinstance(env, dict)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
         ):
             raise BadRequest("env: expected an object of strings")
-        pid = self.manager.commit(name, body.get("graceful_timeout", 0), env)
+        pid = self.manager.commit(name, body.get("graceful_timeout", 0), env, args)
         self.send_json({"pid": pid})
 
 

@@ -619,6 +619,7 @@ def job_paths() -> dict[str, Schema]:
         {
             "graceful_timeout": number(description="seconds; 0 keeps the job's"),
             "env": obj({}, additional=string()),
+            "args": array(string(), description="replace the job's args"),
         }
     )
     state = string(enum=["0", "1", "2"], description="1 start, 0 stop, 2 reload")
@@ -769,6 +770,60 @@ def job_paths() -> dict[str, Schema]:
                 params=job,
                 request=body(commit, required=False),
             )
+        },
+    }
+
+
+def run_paths() -> dict[str, Schema]:
+    op = partial(operation, "runs")
+    rid = path_param("id", integer(minimum=0, pattern="^[0-9]+$"), "a run record's id")
+    run = obj(
+        {
+            "id": integer(),
+            "job": string(),
+            "pid": integer(),
+            "os_pid": nullable(integer()),
+            "once": boolean(description="a one-off run (commit)"),
+            "started": nullable(number()),
+            "ended": nullable(number(description="null while it runs")),
+            "running": boolean(),
+            "duration": nullable(number()),
+            "exit_status": nullable(integer()),
+            "term_signal": nullable(integer()),
+            "reason": nullable(
+                string(description="running, exited, killed, stopped, cancelled, start_failed...")
+            ),
+            "error": nullable(string()),
+            "output": obj({}, additional=array(string()), description="last lines per stream"),
+        },
+        additional=True,
+    )
+    filters: tuple[str | Schema, ...] = (
+        query_param("job", string(), "a job (S.J) or a session"),
+        query_param("once", string(enum=["0", "1", "true", "false"]), "one-off runs only (1)"),
+        query_param("reason", string(), "only runs that ended for this reason"),
+        query_param("since", number(minimum=0), "still running or ended at/after (epoch s)"),
+        query_param("limit", integer(minimum=1, maximum=1000), "at most (default 100)"),
+    )
+    kept = "Kept by gafferd in `<state_dir>/runs.db`; 404 elsewhere."
+    return {
+        "/runs": {
+            "get": op(
+                "Run records of the jobs the key may read, newest first",
+                reply(record(runs=array(run))),
+                errors=(400, 404),
+                params=filters,
+                description=kept,
+            )
+        },
+        "/runs/{id}": {
+            "get": op("One run record", reply(run), errors=(404,), params=(rid,)),
+            "delete": op(
+                "Cancel a running one-off run: stop it gracefully, record `cancelled`",
+                reply(run, "its record, once it has stopped"),
+                errors=(404, 409),
+                params=(rid,),
+            ),
         },
     }
 
@@ -1049,6 +1104,7 @@ def spec() -> dict[str, Any]:
             {"name": "daemon"},
             {"name": "jobs"},
             {"name": "processes"},
+            {"name": "runs", "description": "run records (gafferd)"},
             {"name": "streams", "description": "long-lived responses"},
             {"name": "channels", "description": "websockets"},
             {"name": "auth", "description": "API keys and users"},
@@ -1057,6 +1113,7 @@ def spec() -> dict[str, Any]:
             **daemon_paths(),
             **job_paths(),
             **process_paths(),
+            **run_paths(),
             **stream_paths(),
             **channel_paths(),
             **auth_paths(),

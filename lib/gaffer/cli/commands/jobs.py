@@ -192,6 +192,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS")
     p.add_argument("-f", "--follow", action="store_true", help="stream its output until it exits")
+    p.add_argument(
+        "args", nargs="*", metavar="ARG", help="after --: arguments replacing the job's args"
+    )
     p.set_defaults(func=cmd_run)
 
     p = add("sessions", "the sessions, one per line")
@@ -1039,13 +1042,14 @@ def _env_pairs(items: Sequence[str]) -> dict[str, str]:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     name = job_name(args.job)
     env = _env_pairs(args.env)
+    run_args = args.args or None
     client = ctx.client
     out = ctx.out
     if args.follow:
         # its exit status is the run's: gaffer's own failures get 125 (as docker run's)
         args.own_failure = 125
     else:
-        one_off = client.commit(name, args.graceful_timeout, env)
+        one_off = client.commit(name, args.graceful_timeout, env, run_args)
         out.result({"name": name, "pid": one_off}, str(one_off))
         return 0
     labels = set((client.job_info(name).get("config") or {}).get("redirect_output") or [])
@@ -1055,7 +1059,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     events = client.events(["stream", "exit"], names=[name], timeout=None)
     pid: int | None = None
     try:
-        pid = client.commit(name, args.graceful_timeout, env)
+        pid = client.commit(name, args.graceful_timeout, env, run_args)
         if not out.json_mode:
             out.note(f"{name}: running as process {pid}")
         return _follow(ctx, events, pid, labels)
