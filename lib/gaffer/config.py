@@ -39,6 +39,10 @@ METADATA_FIELDS = ("description", "tags", "version")
 MAX_TEXT = 1000  # description, version: a line or a paragraph, not a document
 MAX_TAG = 64
 MAX_TAGS = 32
+# When and how a job's one-off runs are started on their own (see gaffer.schedule);
+# changing them restarts nothing.
+SCHEDULE_FIELDS = ("schedule", "timezone", "concurrency", "catch_up")
+CONCURRENCY = ("skip", "queue", "allow")
 
 
 def split_name(name: str, sessionid: str | None = None) -> tuple[str, str]:
@@ -166,6 +170,30 @@ def _tags(fld: str, v: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _cron(fld: str, v: object) -> str:
+    text = _text(fld, v, one_line=True).strip()
+    if text:
+        from gaffer.schedule import check_expression
+
+        try:
+            check_expression(text)
+        except ValueError as e:
+            raise ConfigError(fld, str(e)) from None
+    return text
+
+
+def _timezone(fld: str, v: object) -> str:
+    name = _text(fld, v, one_line=True).strip()
+    if name:
+        from gaffer.schedule import zone
+
+        try:
+            zone(name)
+        except ValueError as e:
+            raise ConfigError(fld, str(e)) from None
+    return name
+
+
 def _labels(fld: str, v: object) -> tuple[str, ...]:
     labels = _str_list(fld, v)
     for i, label in enumerate(labels):
@@ -282,6 +310,10 @@ class ProcessConfig:
     description: str = ""
     tags: tuple[str, ...] | list[str] = ()
     version: str = ""
+    schedule: str = ""
+    timezone: str = ""
+    concurrency: str = "skip"
+    catch_up: bool = False
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -359,6 +391,14 @@ class ProcessConfig:
         s(self, "description", _text("description", self.description))
         s(self, "tags", _tags("tags", self.tags))
         s(self, "version", _text("version", self.version, one_line=True))
+        s(self, "schedule", _cron("schedule", self.schedule))
+        s(self, "timezone", _timezone("timezone", self.timezone))
+        if self.concurrency not in CONCURRENCY:
+            raise ConfigError(
+                "concurrency",
+                f"must be one of {', '.join(CONCURRENCY)}, got {self.concurrency!r}",
+            )
+        s(self, "catch_up", _bool("catch_up", self.catch_up))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
         # Keywords are checked before the generated __init__ runs, so that an
@@ -434,8 +474,8 @@ class ProcessConfig:
 
     def runs_like(self, other: ProcessConfig) -> bool:
         """Whether ``other`` starts the same processes: it differs at most in
-        ``numprocesses`` and metadata, which apply without restarting any."""
-        kept = {f: getattr(other, f) for f in ("numprocesses", *METADATA_FIELDS)}
+        ``numprocesses``, metadata and schedule, which apply without restarting any."""
+        kept = {f: getattr(other, f) for f in ("numprocesses", *METADATA_FIELDS, *SCHEDULE_FIELDS)}
         return self.replace(**kept) == other
 
     # -- per-process values -------------------------------------------------------

@@ -27,7 +27,7 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from gaffer.errors import BadRequest, ReloadFailed
 from gaffer.events import EventEmitter
 from gaffer.process import Process
 from gaffer.reaper import ChildWatcher
+from gaffer.schedule import Scheduler
 
 log = logging.getLogger("gaffer.job")
 
@@ -53,6 +54,8 @@ class JobContext(Protocol):
     loop: asyncio.AbstractEventLoop
     emitter: EventEmitter
     watcher: ChildWatcher
+    clock: Callable[[], float]  # wall-clock time, for schedules
+    schedule_marks: dict[str, float]  # job name -> time its schedule was followed up to
 
     def get_process_id(self) -> int: ...
 
@@ -148,6 +151,7 @@ class Job:
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
         self.executables: dict[tuple[str, str], str] = {}  # (program, PATH) -> path
         self._manage_handle: asyncio.Handle | None = None
+        self.scheduler = Scheduler(self)
 
     def __repr__(self) -> str:
         return f"<Job {self.name} active={self.active} {self.running}/{self.numprocesses}>"
@@ -197,6 +201,7 @@ class Job:
             "exits_by_reason": dict(self.exits_by_reason),
             "history": list(self.history),
             "config": self.config.to_dict(),
+            "next_run": self.scheduler.next_run,
         }
 
     def status(self, with_stats: bool = True) -> dict[str, Any]:
@@ -227,6 +232,7 @@ class Job:
             "description": self.config.description,
             "tags": list(self.config.tags),
             "version": self.config.version,
+            "next_run": self.scheduler.next_run,
             "processes": rows,
         }
 
@@ -243,6 +249,12 @@ class Job:
                 slot.flap_holds = 0
                 slot.restarts.clear()
         self._manage()
+        self.scheduler.arm()
+
+    def reschedule(self) -> None:
+        """Follow a changed schedule (an update applied in place)."""
+        if self.active:
+            self.scheduler.arm()
 
     def stop(self, graceful_timeout: float | None = None) -> asyncio.Future[Any]:
         """Stop the job's supervised processes; they are not replaced. The future
@@ -250,6 +262,7 @@ class Job:
         was_active = self.active
         self.active = False
         self._cancel_manage()
+        self.scheduler.disarm()
         waits = []
         for slot in self.slots.values():
             slot.cancel_timer()
@@ -346,6 +359,7 @@ class Job:
         """For a re-exec: every live process of the job, handed over (see
         :meth:`Process.handoff`), with its slot (None for one-off runs)."""
         self._cancel_manage()
+        self.scheduler.disarm()
         out = []
         for index, slot in sorted(self.slots.items()):
             slot.cancel_timer()
@@ -622,6 +636,7 @@ class Job:
             self.once.pop(proc.pid, None)
             self._record(proc, states.EXITED)
             proc.finish(states.EXITED, proc.exit_reason)
+            self.scheduler.ended(proc.pid)
             return
         slot = self.slots.get(proc.index)
         if proc in self.retiring or slot is None or slot.process is not proc:
@@ -732,5 +747,6 @@ class Job:
 
     def close(self) -> None:
         self._cancel_manage()
+        self.scheduler.disarm()
         for slot in self.slots.values():
             slot.cancel_timer()

@@ -21,6 +21,7 @@ import inspect
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -80,6 +81,11 @@ class Manager:
         self._thread_id: int | None = None
         self._monitors: dict[str, list[Callable[..., Any]]] = {}
         self._stats_timer: asyncio.TimerHandle | None = None
+        # Wall-clock time for schedules; tests replace it to be at any time of day.
+        self.clock: Callable[[], float] = time.time
+        # Per job, the time its schedule was followed up to (for catch_up; gafferd
+        # saves it with its state and sets it back before loading the jobs).
+        self.schedule_marks: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -273,7 +279,12 @@ class Manager:
                     "processes": job.handoff(),
                 }
             )
-        return {"next_pid": next(self._pid_counter), "seq": self.emitter.last_seq, "jobs": jobs}
+        return {
+            "next_pid": next(self._pid_counter),
+            "seq": self.emitter.last_seq,
+            "jobs": jobs,
+            "schedule_marks": dict(self.schedule_marks),
+        }
 
     def adopt(self, state: Mapping[str, Any]) -> int:
         """Load the jobs of a :meth:`handoff` and take over their processes;
@@ -281,6 +292,7 @@ class Manager:
         self._require_active()
         self._pid_counter = itertools.count(int(state["next_pid"]))
         self.emitter.advance(int(state.get("seq", 0)))
+        self.restore_schedule_marks(state.get("schedule_marks"))
         adopted = 0
         for rec in state["jobs"]:
             try:
@@ -298,6 +310,14 @@ class Manager:
             if rec["active"]:
                 job.start()  # spawns only the slots that have no process
         return adopted
+
+    def restore_schedule_marks(self, marks: object) -> None:
+        """Take the schedule marks a previous daemon saved (see :mod:`gaffer.schedule`)."""
+        if not isinstance(marks, Mapping):
+            return
+        for name, t in marks.items():
+            if isinstance(name, str) and isinstance(t, int | float) and not isinstance(t, bool):
+                self.schedule_marks[name] = float(t)
 
     def get_process_id(self) -> int:
         """A new internal pid: a counter, never reused."""
@@ -395,6 +415,7 @@ class Manager:
         self._unloading.add(job)
         fut.add_done_callback(lambda _: self._unloading.discard(job))
         job.close()
+        self.schedule_marks.pop(job.name, None)
         job._publish("unload", {})
         return _for_caller(fut)
 
@@ -407,8 +428,8 @@ class Manager:
     ) -> asyncio.Future[None]:
         """Replace a job's config. A running job is restarted slot by slot on the
         new config (new process first); a change of ``numprocesses`` or of the
-        metadata (description, tags, version) alone applies in place, no process
-        restarted. ``start`` also starts a stopped job."""
+        metadata (description, tags, version) or of the schedule alone applies in
+        place, no process restarted. ``start`` also starts a stopped job."""
         self._require_active()
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
@@ -428,6 +449,7 @@ class Manager:
         if old.runs_like(config) or not job.active:
             job.config = config
             job.scale(f"={config.numprocesses}")  # in place: running processes are kept
+            job.reschedule()
             if start:
                 job.start()
             return
@@ -438,6 +460,8 @@ class Manager:
         except ReloadFailed:
             job.env = old_env
             raise
+        finally:
+            job.reschedule()  # the new schedule, or the old one back
         job.scale(f"={config.numprocesses}")
 
     def reload(self, name: str, sessionid: str | None = None) -> asyncio.Future[None]:

@@ -350,6 +350,9 @@ def run(
             started(EXIT_USAGE)
         return EXIT_USAGE
     saved = previous if restore else None
+    if previous is not None:
+        # when each schedule last fired, even with --no-restore: for catch_up
+        manager.restore_schedule_marks(previous.get("schedule_marks"))
     restored = 0
     if handed_over is not None:
         adopted = manager.adopt(handed_over)

@@ -114,7 +114,14 @@ def snapshot(manager: Manager, file_jobs: list[str]) -> dict[str, Any]:
             "numprocesses": job.numprocesses,
             "active": job.active,
         }
-    return {"version": 1, "file_jobs": sorted(file_jobs), "jobs": jobs, "procs": procs}
+    return {
+        "version": 1,
+        "file_jobs": sorted(file_jobs),
+        "jobs": jobs,
+        "procs": procs,
+        # a schedule's fire spawns a process: saved then (for catch_up)
+        "schedule_marks": dict(manager.schedule_marks),
+    }
 
 
 def stop_previous(saved: dict[str, Any] | None) -> list[int]:

@@ -161,6 +161,16 @@ def job_config(required: tuple[str, ...], closed: bool = True) -> Schema:
             description="words to select jobs by (?tag=); duplicates dropped",
         ),
         "version": string(maxLength=1000, description="the version the job runs, one line"),
+        "schedule": string(
+            description="cron expression (5 fields, or 6 with seconds last): "
+            "run a one-off process at those times; empty: none"
+        ),
+        "timezone": string(description="IANA time zone of the schedule; empty: local time"),
+        "concurrency": string(
+            enum=["skip", "queue", "allow"],
+            description="a fire while the previous scheduled run still goes",
+        ),
+        "catch_up": boolean(description="one run at start if a fire was missed while down"),
     }
     return obj(props, required, additional=not closed)
 
@@ -249,6 +259,7 @@ def schemas() -> dict[str, Schema]:
                 "exits_by_reason": obj({}, additional=integer()),
                 "history": array(obj({}, additional=True)),
                 "config": ref("LoadedJobConfig"),
+                "next_run": nullable(number(description="epoch of the next scheduled run")),
             },
             ("name", "active", "running", "running_out", "max_processes", "processes", "config"),
             additional=True,
@@ -265,6 +276,7 @@ def schemas() -> dict[str, Schema]:
                 "description": string(),
                 "tags": array(string()),
                 "version": string(),
+                "next_run": nullable(number(description="epoch of the next scheduled run")),
                 "processes": array(
                     obj(
                         {

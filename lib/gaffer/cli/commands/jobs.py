@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 # gaffer.config.METADATA_FIELDS, without importing the config module at start
 METADATA = ("description", "tags", "version")
+SCHEDULE = ("schedule", "timezone", "concurrency", "catch_up")
 
 
 def add_wait_options(p: argparse.ArgumentParser, default: float | None = None) -> None:
@@ -326,8 +327,14 @@ def _print_job(ctx: Context, info: dict[str, Any]) -> None:
         out.print(f"  version: {config['version']}")
     if config.get("tags"):
         out.print(f"  tags: {', '.join(config['tags'])}")
+    if config.get("schedule"):
+        zone = config.get("timezone") or "local time"
+        more = f", concurrency {config.get('concurrency') or 'skip'}"
+        more += ", catch up" if config.get("catch_up") else ""
+        out.print(f"  schedule: {config['schedule']} ({zone}){more}")
+        out.print(f"  next run: {_clock(info.get('next_run'), date=True)}")
     for key, value in _non_default(config).items():
-        if key in ("cmd", "args", "numprocesses", *METADATA):
+        if key in ("cmd", "args", "numprocesses", *METADATA, *SCHEDULE):
             continue
         if key == "env" and isinstance(value, dict):
             out.print("  env:")
