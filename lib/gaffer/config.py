@@ -16,7 +16,7 @@ import os
 import pwd
 import shlex
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +194,70 @@ def _timezone(fld: str, v: object) -> str:
     return name
 
 
+def _after(fld: str, v: object) -> tuple[str, ...]:
+    if isinstance(v, str) or not isinstance(v, list | tuple):
+        raise ConfigError(fld, f"must be a list of job names (session.job or job), got {v!r}")
+    out: list[str] = []
+    for i, name in enumerate(v):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{fld}[{i}]", f"must be a job name, got {name!r}")
+        if (
+            not name.isprintable()
+            or any(c.isspace() for c in name)
+            or name.startswith((".", "/"))
+            or name.endswith((".", "/"))
+        ):
+            raise ConfigError(f"{fld}[{i}]", f"bad job name {name!r}")
+        if name in out:
+            raise ConfigError(f"{fld}[{i}]", f"{name!r} is listed twice")
+        out.append(_no_nul(f"{fld}[{i}]", name))
+    return tuple(out)
+
+
+def dependency_names(after: tuple[str, ...] | list[str], session: str) -> tuple[str, ...]:
+    """The full ``session.job`` names of ``after``; a bare ``job`` is in ``session``."""
+    out: dict[str, None] = {}
+    for name in after:
+        if "." in name or "/" in name:
+            s, j = split_name(name)
+        else:
+            s, j = session, name
+        out[f"{s}.{j}"] = None
+    return tuple(out)
+
+
+def check_dependencies(graph: Mapping[str, tuple[str, ...]], names: Iterable[str]) -> None:
+    """ConfigError (field ``after``) if a job of ``names`` depends, directly or
+    through others, on a job missing from ``graph`` (job -> its dependencies),
+    or on itself: the message names the missing job or the cycle's path."""
+    done: set[str] = set()
+    for root in names:
+        if root in done:
+            continue
+        # iterative depth-first walk: a long chain must not hit the recursion limit
+        path: list[str] = [root]
+        on_path = {root}
+        stack = [iter(graph.get(root, ()))]
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                stack.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                continue
+            if dep in on_path:
+                cycle = [*path[path.index(dep) :], dep]
+                raise ConfigError("after", "a dependency cycle: " + " -> ".join(cycle))
+            if dep in done:
+                continue
+            if dep not in graph:
+                raise ConfigError("after", f"{path[-1]} depends on {dep}, which does not exist")
+            path.append(dep)
+            on_path.add(dep)
+            stack.append(iter(graph[dep]))
+
+
 def _labels(fld: str, v: object) -> tuple[str, ...]:
     labels = _str_list(fld, v)
     for i, label in enumerate(labels):
@@ -314,6 +378,7 @@ class ProcessConfig:
     timezone: str = ""
     concurrency: str = "skip"
     catch_up: bool = False
+    after: tuple[str, ...] | list[str] = ()
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -399,6 +464,7 @@ class ProcessConfig:
                 f"must be one of {', '.join(CONCURRENCY)}, got {self.concurrency!r}",
             )
         s(self, "catch_up", _bool("catch_up", self.catch_up))
+        s(self, "after", _after("after", self.after))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
         # Keywords are checked before the generated __init__ runs, so that an
@@ -474,8 +540,10 @@ class ProcessConfig:
 
     def runs_like(self, other: ProcessConfig) -> bool:
         """Whether ``other`` starts the same processes: it differs at most in
-        ``numprocesses``, metadata and schedule, which apply without restarting any."""
-        kept = {f: getattr(other, f) for f in ("numprocesses", *METADATA_FIELDS, *SCHEDULE_FIELDS)}
+        ``numprocesses``, metadata, schedule and ``after`` (which only gates a
+        start), which apply without restarting any."""
+        fields = ("numprocesses", "after", *METADATA_FIELDS, *SCHEDULE_FIELDS)
+        kept = {f: getattr(other, f) for f in fields}
         return self.replace(**kept) == other
 
     # -- per-process values -------------------------------------------------------

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gaffer import states
-from gaffer.config import MAX_PROCESSES, ProcessConfig
+from gaffer.config import MAX_PROCESSES, ProcessConfig, dependency_names
 from gaffer.errors import BadRequest, ReloadFailed
 from gaffer.events import EventEmitter
 from gaffer.process import Process
@@ -62,6 +62,13 @@ class JobContext(Protocol):
     def _register(self, proc: Process) -> None: ...
 
     def _unregister(self, proc: Process) -> None: ...
+
+    def _hold(self, job: Job) -> str | None:
+        """Why ``job`` may not start yet (its ``after`` jobs are not ready), having
+        noted it to be re-checked when they change; None once it may start."""
+        ...
+
+    def _unhold(self, job: Job) -> None: ...
 
 
 @dataclass
@@ -152,6 +159,10 @@ class Job:
         self.executables: dict[tuple[str, str], str] = {}  # (program, PATH) -> path
         self._manage_handle: asyncio.Handle | None = None
         self.scheduler = Scheduler(self)
+        # Start gating (``after``): once the dependencies were ready the job is
+        # released and stays so until stopped; until then ``waiting`` says why.
+        self.released = False
+        self.waiting: str | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.name} active={self.active} {self.running}/{self.numprocesses}>"
@@ -181,6 +192,35 @@ class Job:
         return sum(1 for p in self.processes if p.state == states.RUNNING)
 
     @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The full names of the jobs this one starts after."""
+        return dependency_names(self.config.after, self.session)
+
+    @staticmethod
+    def process_ready(proc: Process) -> bool:
+        """Whether one process is ready. Without a readiness check: up for
+        ``startsecs`` (the ``running`` state)."""
+        return proc.state == states.RUNNING
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for p in self.processes if self.process_ready(p))
+
+    @property
+    def ready(self) -> bool:
+        """Whether the job is started and every wanted process is ready (what
+        its dependants wait for)."""
+        return self.active and self.released and self.ready_count >= self.numprocesses
+
+    @property
+    def failed(self) -> str | None:
+        """The status of a slot that gave up or is held back (fatal, flapping)."""
+        for _, slot in sorted(self.slots.items()):
+            if slot.status in ("fatal", "flapping"):
+                return slot.status
+        return None
+
+    @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
 
@@ -191,7 +231,8 @@ class Job:
             "name": self.name,
             "active": self.active,
             "running": len(procs),
-            "ready": sum(1 for p in procs if p.state == states.RUNNING),
+            "ready": sum(1 for p in procs if self.process_ready(p)),
+            "waiting": self.waiting,
             "running_out": len(self.once),
             "max_processes": self.numprocesses,
             "numprocesses": self.numprocesses,
@@ -225,7 +266,8 @@ class Job:
             "active": self.active,
             "numprocesses": self.numprocesses,
             "running": len(procs),
-            "ready": sum(1 for p in procs if p.state == states.RUNNING),
+            "ready": sum(1 for p in procs if self.process_ready(p)),
+            "waiting": self.waiting,
             "restarts": self.restarts,
             # replaced or scaled away, not yet gone: not in any slot's row
             "stopping": len(self.retiring) + len(self.lingering),
@@ -248,8 +290,26 @@ class Job:
                 slot.failures = 0
                 slot.flap_holds = 0
                 slot.restarts.clear()
-        self._manage()
+        self.gate()
         self.scheduler.arm()
+
+    def gate(self) -> None:
+        """Start the slots if the jobs named in ``after`` are ready; otherwise
+        wait (the manager calls this again when one of them changes)."""
+        if not self.active:
+            return
+        if not self.released:
+            why = self.ctx._hold(self)
+            if why is not None:
+                if why != self.waiting:
+                    self.waiting = why
+                    self._publish("wait", {"waiting": why})
+                return
+            self.released = True
+            if self.waiting is not None:
+                self.waiting = None
+                self._publish("wait", {"waiting": None})
+        self._manage()
 
     def reschedule(self) -> None:
         """Follow a changed schedule (an update applied in place)."""
@@ -261,6 +321,7 @@ class Job:
         resolves once all of them have exited."""
         was_active = self.active
         self.active = False
+        self._unblock()
         self._cancel_manage()
         self.scheduler.disarm()
         waits = []
@@ -305,7 +366,17 @@ class Job:
         if self.active:
             self._manage()
 
+    def _unblock(self) -> None:
+        # stopped: the next start is gated again
+        self.released = False
+        self.ctx._unhold(self)
+        if self.waiting is not None:
+            self.waiting = None
+            self._publish("wait", {"waiting": None})
+
     def _manage(self) -> None:
+        if not self.released:
+            return  # waiting for its dependencies: gate() starts it
         # Spawn at most SPAWN_BATCH processes per loop turn, so that bringing up
         # hundreds of processes never holds the loop (and the API) for long.
         self._cancel_manage()
@@ -376,6 +447,8 @@ class Job:
     def adopt(self, records: list[dict[str, Any]]) -> None:
         """Take over processes a previous daemon handed over (same pids)."""
         ctx = self.ctx
+        if any(rec["slot"] is not None for rec in records):
+            self.released = True  # it had started: its dependencies were ready then
         for rec in records:
             committed = rec["slot"] is None
             proc = Process(
@@ -746,6 +819,7 @@ class Job:
         return states.EXITED, 0.0, why
 
     def close(self) -> None:
+        self.ctx._unhold(self)
         self._cancel_manage()
         self.scheduler.disarm()
         for slot in self.slots.values():

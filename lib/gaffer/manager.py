@@ -26,7 +26,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from typing import Any, Protocol, TypeVar
 
 from gaffer import states
-from gaffer.config import DEFAULT_SESSION, ProcessConfig, seconds, split_name
+from gaffer.config import (
+    DEFAULT_SESSION,
+    ProcessConfig,
+    check_dependencies,
+    dependency_names,
+    seconds,
+    split_name,
+)
 from gaffer.errors import (
     AlreadyExists,
     BadRequest,
@@ -73,6 +80,8 @@ class Manager:
         self._lingering: set[Process] = set()
         self._draining: set[Process] = set()  # exited, output pipes not yet at EOF
         self._unloading: set[Job] = set()  # unloaded, processes still stopping
+        self._held: set[Job] = set()  # started, waiting for their ``after`` jobs
+        self._reloads: dict[Job, asyncio.Task[None]] = {}  # reloads running or queued
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pid_counter = itertools.count(1)
         self.apps: list[Any] = []
@@ -202,10 +211,14 @@ class Manager:
         self._background(run())
 
     async def _stop_jobs(self, jobs: list[Job], graceful_timeout: float | None) -> None:
-        # Highest priority value first; jobs of one priority stop together.
-        for _, group in itertools.groupby(
-            sorted(jobs, key=lambda j: -j.config.priority), key=lambda j: j.config.priority
-        ):
+        # Dependants (``after``) have exited before their dependencies stop; then
+        # the highest priority value first; jobs of one rank stop together.
+        depth = _depths(jobs)
+
+        def rank(j: Job) -> tuple[int, int]:
+            return (-depth[j], -j.config.priority)
+
+        for _, group in itertools.groupby(sorted(jobs, key=rank), key=rank):
             # One job failing to stop must not leave the others running.
             members = list(group)
             results = await asyncio.gather(
@@ -297,7 +310,9 @@ class Manager:
         for rec in state["jobs"]:
             try:
                 config = ProcessConfig.from_dict(rec["config"])
-                job = self.load(config, sessionid=rec["session"], env=rec["env"], start=False)
+                job = self.load(
+                    config, sessionid=rec["session"], env=rec["env"], start=False, check_after=False
+                )
                 job.numprocesses = int(rec["numprocesses"])
             except Exception as e:  # e.g. a config this version no longer accepts
                 log.error(
@@ -361,9 +376,13 @@ class Manager:
         sessionid: str | None = None,
         env: Mapping[str, str] | None = None,
         start: bool = True,
+        check_after: bool = True,
     ) -> Job:
         """Load a job into ``sessionid`` (default ``default``) and start it unless
-        ``start`` or ``config.start`` is false. 409 if it exists."""
+        ``start`` or ``config.start`` is false. 409 if it exists. A job named in
+        ``after`` must be loaded already, and no cycle may form (ConfigError);
+        ``check_after=False`` is for a set of jobs checked as a whole (a config
+        file), which may name a job loaded after it."""
         self._require_active()
         if not isinstance(config, ProcessConfig):
             config = ProcessConfig.from_dict(config)
@@ -376,6 +395,8 @@ class Manager:
         env = dict(env or {})
         try:
             config.check_env(env)
+            if check_after:
+                self._check_after(f"{session}.{config.name}", config, session, missing=True)
         except BaseException:
             if not jobs:
                 del self._sessions[session]
@@ -386,6 +407,69 @@ class Manager:
         if start and config.start:
             job.start()
         return job
+
+    def _check_after(self, name: str, config: ProcessConfig, session: str, missing: bool) -> None:
+        """ConfigError naming a missing dependency (if ``missing``) or the cycle
+        that job ``name`` with ``config`` would close."""
+        deps = dependency_names(config.after, session)
+        graph = {j.name: j.dependencies for j in self._all_jobs()}
+        graph[name] = deps
+        if missing:
+            for dep in deps:
+                if dep not in graph:
+                    raise ConfigError("after", f"no job {dep} (load it first)")
+        # a job unloaded meanwhile is no cycle: only the edges between loaded jobs
+        graph = {k: tuple(d for d in v if d in graph) for k, v in graph.items()}
+        check_dependencies(graph, [name])
+
+    # -- start gating (``after``) -------------------------------------------------
+
+    def _hold(self, job: Job) -> str | None:
+        why = self.waiting_for(job)
+        if why is None:
+            self._unhold(job)
+            return None
+        if not self._held:
+            # Every job event may change a dependency's readiness; listened to
+            # only while some job waits.
+            self.emitter.subscribe("job", self._recheck_held)
+        self._held.add(job)
+        return why
+
+    def _unhold(self, job: Job) -> None:
+        if job in self._held:
+            self._held.discard(job)
+            if not self._held:
+                self.emitter.unsubscribe("job", self._recheck_held)
+
+    def _recheck_held(self, _: Event) -> None:
+        for job in list(self._held):
+            if job.active and self._is_loaded(job) and self._stopping is None:
+                job.gate()
+            else:
+                self._unhold(job)
+
+    def waiting_for(self, job: Job) -> str | None:
+        """Why ``job`` may not start yet: which of its ``after`` jobs are not
+        ready, and how far they are; None if all are."""
+        reasons = []
+        for dep in job.dependencies:
+            session, jobname = dep.split(".", 1)
+            other = self._sessions.get(session, {}).get(jobname)
+            if other is None:
+                reasons.append(f"for {dep} (not loaded)")
+            elif other is job or other.ready:
+                continue
+            elif other.failed is not None:
+                reasons.append(f"for {dep}, which failed ({other.failed})")
+            elif not other.active:
+                reasons.append(f"for {dep} (stopped)")
+            elif other.waiting is not None:
+                reasons.append(f"for {dep} (itself waiting)")
+            else:
+                want = other.numprocesses
+                reasons.append(f"for {dep} ({other.ready_count}/{want} ready)")
+        return ", ".join(reasons) or None
 
     def _resolve(self, name: str | ProcessConfig | Job, sessionid: str | None) -> Job:
         if isinstance(name, Job):
@@ -425,6 +509,7 @@ class Manager:
         sessionid: str | None = None,
         env: Mapping[str, str] | None = None,
         start: bool = False,
+        check_after: bool = True,
     ) -> asyncio.Future[None]:
         """Replace a job's config. A running job is restarted slot by slot on the
         new config (new process first); a change of ``numprocesses`` or of the
@@ -435,6 +520,8 @@ class Manager:
             config = ProcessConfig.from_dict(config)
         job = self._resolve(config.name, sessionid or DEFAULT_SESSION)
         config.check_env(env if env is not None else job.env)
+        if check_after and config.after != job.config.after:
+            self._check_after(job.name, config, job.session, missing=True)
         return self._job_op(job, lambda: self._update_job(job, config, env, start))
 
     async def _update_job(
@@ -466,9 +553,13 @@ class Manager:
 
     def reload(self, name: str, sessionid: str | None = None) -> asyncio.Future[None]:
         """Restart the job's processes one slot at a time (new process first; the
-        old one stops once the new one is running)."""
+        old one stops once the new one is running). Asked again while a reload of
+        the job is under way or queued, it is that reload: applied once."""
         self._require_active()
         job = self._resolve(name, sessionid)
+        pending = self._reloads.get(job)
+        if pending is not None and not pending.done():
+            return _for_caller(pending)
         # Decided when asked: a running job is rolled (unless stopped before its
         # turn comes), a stopped one is started.
         was_active = job.active
@@ -479,12 +570,20 @@ class Manager:
             elif self._is_loaded(job) and not job.active:
                 job.start()
 
-        return self._job_op(job, reload)
+        task = self._job_task(job, reload)
+        self._reloads[job] = task
+        task.add_done_callback(
+            lambda t: self._reloads.pop(job) if self._reloads.get(job) is t else None
+        )
+        return _for_caller(task)
 
     def _job_op(self, job: Job, op: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
         """Run a config operation (reload, update) of ``job`` after the ones asked
         for before it. The caller gets a future it may cancel without cancelling
         the operation; only a shutdown does that."""
+        return _for_caller(self._job_task(job, op))
+
+    def _job_task(self, job: Job, op: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         job.config_ops += 1
 
         async def run() -> None:
@@ -497,7 +596,7 @@ class Manager:
             job.config_ops -= 1
 
         task.add_done_callback(done)
-        return _for_caller(task)
+        return task
 
     def _is_loaded(self, job: Job) -> bool:
         return self._sessions.get(job.session, {}).get(job.jobname) is job
@@ -510,6 +609,13 @@ class Manager:
 
     def stop_job(self, name: str, sessionid: str | None = None) -> asyncio.Future[Any]:
         return self._resolve(name, sessionid).stop()
+
+    def stop_session(self, sessionid: str) -> asyncio.Future[Any]:
+        """Stop every job of a session, dependants before their dependencies."""
+        if sessionid not in self._sessions:
+            raise NotFound(f"session {sessionid} not found")
+        jobs = list(self._sessions[sessionid].values())
+        return _for_caller(self._background(self._stop_jobs(jobs, None)))
 
     def stopall(self, name: str | None = None) -> asyncio.Future[Any]:
         """Stop every process of job ``name`` (like :meth:`stop_job`), or of every
@@ -756,6 +862,24 @@ class Manager:
         job = self._resolve(name, None)
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in job.all_processes())), timeout)
         return job
+
+
+def _depths(jobs: builtins.list[Job]) -> dict[Job, int]:
+    """Per job, the length of its longest chain of dependencies among ``jobs``
+    (0: it depends on none of them)."""
+    by_name = {j.name: j for j in jobs}
+    depth: dict[Job, int] = {}
+
+    def walk(job: Job, seen: frozenset[str]) -> int:
+        if job not in depth:
+            deps = [by_name[d] for d in job.dependencies if d in by_name and d not in seen]
+            # ``seen`` guards a cycle (refused at load, but never a hang here)
+            depth[job] = max((walk(d, seen | {d.name}) + 1 for d in deps), default=0)
+        return depth[job]
+
+    for job in jobs:
+        walk(job, frozenset({job.name}))
+    return depth
 
 
 def _for_caller(task: asyncio.Future[T]) -> asyncio.Future[T]:

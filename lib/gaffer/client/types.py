@@ -37,6 +37,7 @@ class JobStatus(TypedDict):
     description: str
     tags: list[str]
     version: str
+    waiting: str | None
     processes: list[ProcessRow]
 
 
@@ -64,6 +65,7 @@ class JobInfo(TypedDict, total=False):
     exits_by_reason: dict[str, int]
     history: list[dict[str, Any]]
     config: dict[str, Any]
+    waiting: str | None
 
 
 class ProcessStats(TypedDict, total=False):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from gaffer.config import ProcessConfig, split_name
+from gaffer.config import ProcessConfig, check_dependencies, dependency_names, split_name
 from gaffer.daemon.logs import LogSettings
 from gaffer.daemon.runs import DEFAULT_KEEP, DEFAULT_MAX_AGE, RunsSettings
 from gaffer.errors import ConfigError
@@ -392,7 +392,26 @@ def parse(
             files.add(real)
             sub_cfg = _parse_file(path, included=True, seen=seen, files=files)
             cfg.jobs.extend(sub_cfg.jobs)
+    if not included:
+        check_after(cfg)
     return cfg
+
+
+def check_after(cfg: DaemonConfig) -> None:
+    """The file's jobs, taken together (in any order), name only jobs of the
+    file in ``after``, and form no cycle: ConfigError naming the job and the
+    missing one or the cycle's path."""
+    graph = {
+        f"{e.session}.{e.config.name}": dependency_names(e.config.after, e.session)
+        for e in cfg.jobs
+    }
+    for name, deps in graph.items():
+        if not deps:
+            continue
+        try:
+            check_dependencies(graph, [name])
+        except ConfigError as e:
+            raise ConfigError(f"jobs.{name}.after", e.bare_reason, source=cfg.source) from None
 
 
 TOP_KEYS = ("daemon", "jobs", "include", "procfile")
@@ -532,7 +551,9 @@ def load_file(path: str) -> DaemonConfig:
     if path.endswith(".ini"):  # gaffer 0.5's format
         from gaffer.daemon import ini
 
-        return ini.load(path)
+        cfg = ini.load(path)
+        check_after(cfg)
+        return cfg
     return _parse_file(path)
 
 

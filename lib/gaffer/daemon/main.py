@@ -362,7 +362,13 @@ def run(
             reloads.add(asyncio.ensure_future(reloader.reload(), loop=manager.loop))
     for item in plan(config.jobs, saved) if handed_over is None else ():
         try:
-            manager.load(item.entry.config, sessionid=item.entry.session, start=item.start)
+            # checked as a whole when the file was read: in any order
+            manager.load(
+                item.entry.config,
+                sessionid=item.entry.session,
+                start=item.start,
+                check_after=False,
+            )
             restored += item.restored
         except GafferError as e:
             log.error("%s: %s", item.entry.config.name, e.reason)

@@ -132,7 +132,8 @@ class Reloader:
             old = old_jobs.get((session, name))
             try:
                 if old is None and full not in self.manager.jobs():
-                    self.manager.load(cfg, sessionid=session)
+                    # the file was checked as a whole (``after``): in any order
+                    self.manager.load(cfg, sessionid=session, check_after=False)
                     result.loaded.append(full)
                 elif old == cfg:
                     result.unchanged.append(full)
@@ -147,7 +148,8 @@ class Reloader:
                         result.scaled.append(full)
                     else:
                         result.updated.append(full)
-                    waits.append((full, self.manager.update(cfg, sessionid=session)))
+                    fut = self.manager.update(cfg, sessionid=session, check_after=False)
+                    waits.append((full, fut))
             except GafferError as e:
                 result.failed[full] = e.reason
         for full, fut in waits:

@@ -171,6 +171,11 @@ def job_config(required: tuple[str, ...], closed: bool = True) -> Schema:
             description="a fire while the previous scheduled run still goes",
         ),
         "catch_up": boolean(description="one run at start if a fire was missed while down"),
+        "after": array(
+            string(minLength=1),
+            description="jobs (`session.job`, or `job` in the same session) whose processes "
+            "must all be ready before this job starts; stopping all stops it first",
+        ),
     }
     return obj(props, required, additional=not closed)
 
@@ -260,6 +265,9 @@ def schemas() -> dict[str, Schema]:
                 "history": array(obj({}, additional=True)),
                 "config": ref("LoadedJobConfig"),
                 "next_run": nullable(number(description="epoch of the next scheduled run")),
+                "waiting": nullable(
+                    string(description="why a started job has not started its processes yet")
+                ),
             },
             ("name", "active", "running", "running_out", "max_processes", "processes", "config"),
             additional=True,
@@ -277,6 +285,9 @@ def schemas() -> dict[str, Schema]:
                 "tags": array(string()),
                 "version": string(),
                 "next_run": nullable(number(description="epoch of the next scheduled run")),
+                "waiting": nullable(
+                    string(description="why a started job has not started its processes yet")
+                ),
                 "processes": array(
                     obj(
                         {

@@ -318,6 +318,8 @@ def _print_job(ctx: Context, info: dict[str, Any]) -> None:
         f"{info.get('ready', 0)}/{info.get('numprocesses', 0)} running, "
         f"{info.get('restarts', 0)} restarts"
     )
+    if info.get("waiting"):  # held back by its ``after`` jobs
+        out.print(f"  waiting {info['waiting']}")
     description = str(config.get("description") or "").strip()
     if description:
         for line in description.splitlines():
