@@ -22,6 +22,7 @@ from typing import Any
 
 from gaffer.errors import BadRequest, ConfigError
 from gaffer.interpolate import BadExpression, UndefinedVariable, expand
+from gaffer.readiness import ReadyConfig
 from gaffer.signals import parse_signal
 
 DEFAULT_SESSION = "default"
@@ -379,6 +380,7 @@ class ProcessConfig:
     concurrency: str = "skip"
     catch_up: bool = False
     after: tuple[str, ...] | list[str] = ()
+    ready: ReadyConfig | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -465,6 +467,7 @@ class ProcessConfig:
             )
         s(self, "catch_up", _bool("catch_up", self.catch_up))
         s(self, "after", _after("after", self.after))
+        s(self, "ready", ReadyConfig.parse(self.ready))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
         # Keywords are checked before the generated __init__ runs, so that an
@@ -494,6 +497,11 @@ class ProcessConfig:
     def backoff_config(self) -> BackoffConfig:
         assert isinstance(self.backoff, BackoffConfig)
         return self.backoff
+
+    @property
+    def ready_check(self) -> ReadyConfig | None:
+        assert self.ready is None or isinstance(self.ready, ReadyConfig)
+        return self.ready
 
     @property
     def stop_signum(self) -> int:
@@ -526,6 +534,8 @@ class ProcessConfig:
             v = getattr(self, f.name)
             if isinstance(v, FlappingConfig | BackoffConfig):
                 v = dataclasses.asdict(v)
+            elif isinstance(v, ReadyConfig):
+                v = v.to_dict()
             elif isinstance(v, tuple):
                 v = list(v)
             elif isinstance(v, Mapping):
@@ -626,11 +636,15 @@ class ProcessConfig:
         for index in range(count):
             env = self.build_env(index, extra, pid=0)
             self.build_argv(env)
+            if self.ready_check is not None:
+                self.ready_check.expand(env)
 
     @property
     def per_slot(self) -> bool:
         """Whether any value refers to a per-process variable (``$GAFFER_*``)."""
         texts = [self.cmd, *self.argv, *self.env.values()]
+        if self.ready_check is not None:
+            texts += self.ready_check.texts
         return any("GAFFER_" in t for t in texts)
 
     # -- field resolution ---------------------------------------------------------

@@ -188,7 +188,8 @@ class Job:
 
     @property
     def running(self) -> int:
-        """Processes in the ``running`` state (up for at least ``startsecs``)."""
+        """Processes in the ``running`` state (ready: their readiness check passed,
+        or, without one, up for at least ``startsecs``)."""
         return sum(1 for p in self.processes if p.state == states.RUNNING)
 
     @property
@@ -198,9 +199,9 @@ class Job:
 
     @staticmethod
     def process_ready(proc: Process) -> bool:
-        """Whether one process is ready. Without a readiness check: up for
-        ``startsecs`` (the ``running`` state)."""
-        return proc.state == states.RUNNING
+        """Whether one process is ready (the ``running`` state): its readiness
+        check passed, or, without one, it has been up for ``startsecs``."""
+        return proc.ready
 
     @property
     def ready_count(self) -> int:
@@ -251,7 +252,7 @@ class Job:
         rows = []
         for _, slot in sorted(self.slots.items()):
             proc = slot.process
-            row: dict[str, Any] = {"pid": None, "index": slot.index}
+            row: dict[str, Any] = {"pid": None, "index": slot.index, "ready": False}
             if proc is not None:
                 row = proc.status(with_stats)
             row.update(slot=slot.status, restarts=slot.restart_count, next_start=slot.due)
@@ -760,13 +761,19 @@ class Job:
             what = f"exited with status {status.exit_status}"
         if proc.spawn_error:
             what = f"could not start: {proc.spawn_error}"
+        elif proc.not_ready and not proc.stop_requested:
+            what = proc.not_ready  # stopped for missing its readiness deadline
         if proc.stop_requested:
             if self.active and slot.index < self.numprocesses:
                 return states.EXITED, 0.0, "stopped; replaced"
             return states.EXITED, None, "stopped"
         if not self.active:
             return states.EXITED, None, what
-        failed = bool(status.term_signal) or status.exit_status not in cfg.success_exit_codes
+        failed = (
+            bool(status.term_signal)
+            or status.exit_status not in cfg.success_exit_codes
+            or proc.not_ready is not None
+        )
         if cfg.restart == "never" or (cfg.restart == "on-failure" and not failed):
             return states.EXITED, None, f"{what}; restart={cfg.restart}"
 

@@ -23,6 +23,7 @@ import psutil
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import InvalidState, InvalidTransition, NotFound
+from gaffer.readiness import CheckFailed, ReadyConfig, attempt
 from gaffer.reaper import ExitStatus, GroupWatch
 from gaffer.signals import signal_name
 from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn, which
@@ -93,6 +94,13 @@ class Process:
         self.tails: dict[str, Tail] = {}
 
         self._timer: asyncio.TimerHandle | None = None
+        # readiness: the check task, its deadline, the last attempt's error, and
+        # why the process was stopped for missing the deadline
+        self._ready_task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._unwinding: asyncio.Task[None] | None = None  # a cancelled check, finishing
+        self.ready_error: str | None = None
+        self.not_ready: str | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._group_killed = False
         self._group: GroupWatch | None = None
@@ -121,6 +129,8 @@ class Process:
         cfg = self.config
         self.env = cfg.build_env(self.index, self.extra_env, pid=self.pid)
         self.argv = cfg.build_argv(self.env)
+        check = None if self.committed else cfg.ready_check
+        target = check.expand(self.env) if check is not None else None
         labels = cfg.redirect_output
         # Popen searches PATH on every spawn; the job remembers where it found a
         # program (and forgets it if the program is gone, see spawn_failed).
@@ -184,7 +194,12 @@ class Process:
         data = self._ids()
         self._publish("spawn", data)
         startsecs = 0.0 if self.committed else cfg.startsecs
-        if startsecs <= 0:
+        if check is not None:
+            assert target is not None
+            # starting until the check first passes (startsecs does not apply)
+            self._ready_task = self.loop.create_task(self._check_until_ready(check, target))
+            self._deadline = self.loop.call_later(check.deadline, self._missed_deadline, check)
+        elif startsecs <= 0:
             self._set_state(states.RUNNING, "started")
         else:
             self._timer = self.loop.call_later(startsecs, self._started)
@@ -309,6 +324,53 @@ class Process:
         if self.state == states.STARTING:
             self._set_state(states.RUNNING, f"up for startsecs={self.config.startsecs:g}")
 
+    async def _check_until_ready(self, check: ReadyConfig, target: str | list[str]) -> None:
+        while self.state == states.STARTING:
+            try:
+                await attempt(check, target, self.env, self.config.cwd)
+            except Exception as e:
+                if isinstance(e, CheckFailed):
+                    error = str(e)
+                else:  # a broken check must not look like a passing one
+                    log.exception("%s: process %d: readiness check failed", self.name, self.pid)
+                    error = f"{type(e).__name__}: {e}"
+                if error != self.ready_error:
+                    # an event when the failure changes, not one per attempt
+                    self._publish("ready_check", {**self._ids(), "error": error}, glob=False)
+                self.ready_error = error
+            else:
+                self._ready_task = None
+                self._cancel_readiness()
+                self.ready_error = None
+                if self.state == states.STARTING:
+                    self._set_state(states.RUNNING, f"ready: {check.kind} check passed")
+                return
+            await asyncio.sleep(check.interval)
+
+    def _missed_deadline(self, check: ReadyConfig) -> None:
+        self._deadline = None
+        self._cancel_readiness()
+        if self.state != states.STARTING or not self.alive or self.os_pid is None:
+            return
+        why = f"not ready after {check.deadline:g}s: {self.ready_error or 'no check finished'}"
+        self.not_ready = why
+        log.warning("%s: process %d %s; stopping it", self.name, self.pid, why)
+        self._publish("not_ready", {**self._ids(), "reason": why})
+        # Still ``starting``: its exit is a failed start, and the job decides on it
+        # (backoff, flapping) like on any other.
+        signal_group(self.os_pid, self.config.stop_signum)
+        self._kill_timer = self.loop.call_later(
+            self.graceful_timeout, self._kill_group, self.os_pid
+        )
+
+    def _cancel_readiness(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._ready_task is not None:
+            self._ready_task.cancel()  # an exec check's child is killed as it unwinds
+            self._unwinding, self._ready_task = self._ready_task, None
+
     def _ids(self) -> dict[str, Any]:
         return {"name": self.name, "pid": self.pid, "os_pid": self.os_pid, "index": self.index}
 
@@ -327,6 +389,7 @@ class Process:
             if t is not None:
                 t.cancel()
         self._timer = None
+        self._cancel_readiness()
         for writer in self.writers.values():
             writer.close()
         if self.stop_requested:
@@ -379,6 +442,11 @@ class Process:
         )
 
     def _resolve_stopped(self) -> None:
+        task = self._unwinding
+        if task is not None and not task.done():
+            # an exec check's child is reaped before the process counts as stopped
+            task.add_done_callback(lambda _: self._resolve_stopped())
+            return
         if not self._stopped.done():
             self._stopped.set_result(self)
 
@@ -393,6 +461,11 @@ class Process:
     @property
     def alive(self) -> bool:
         return self.exit is None and self.os_pid is not None
+
+    @property
+    def ready(self) -> bool:
+        """Up: its readiness check passed (without one: up for ``startsecs``)."""
+        return self.state == states.RUNNING
 
     @property
     def active(self) -> bool:
@@ -412,14 +485,17 @@ class Process:
         if not self.alive or self.stop_requested:
             return self.wait_future()
         self.stop_requested = True
+        self._cancel_readiness()
         timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
         self._set_state(states.STOPPING, "stop requested")
         self._publish("stop_process", {"pid": self.pid, "name": self.name}, glob=True)
         assert self.os_pid is not None
         if timeout <= 0:
+            self._cancel_kill()
             self._kill_group(self.os_pid)
         else:
             signal_group(self.os_pid, self.config.stop_signum)
+            self._cancel_kill()  # a stop for a missed deadline may be under way
             self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
         return self.wait_future()
 
@@ -490,6 +566,7 @@ class Process:
         for t in (self._timer, self._kill_timer):
             if t is not None:
                 t.cancel()
+        self._cancel_readiness()
         if self._group is not None:
             self._group.close()
         for reader in self.readers.values():
@@ -544,6 +621,7 @@ class Process:
             "index": self.index,
             "state": self.state,
             "reason": self.reason,
+            "ready": self.ready,
             "once": self.committed,
             "uptime": None if self.uptime is None else round(self.uptime, 3),
         }
@@ -574,6 +652,8 @@ class Process:
             "active": self.active,
             "state": self.state,
             "reason": self.reason,
+            "ready": self.ready,
+            "ready_error": self.ready_error,
             "uptime": None if self.uptime is None else round(self.uptime, 3),
             "exit_status": self.exit.exit_status if self.exit else None,
             "term_signal": self.exit.term_signal if self.exit else None,

@@ -176,6 +176,7 @@ def job_config(required: tuple[str, ...], closed: bool = True) -> Schema:
             description="jobs (`session.job`, or `job` in the same session) whose processes "
             "must all be ready before this job starts; stopping all stops it first",
         ),
+        "ready": nullable(ref("ReadyCheck")),
     }
     return obj(props, required, additional=not closed)
 
@@ -237,6 +238,23 @@ def schemas() -> dict[str, Schema]:
                 "max": number(minimum=0),
             }
         ),
+        "ReadyCheck": obj(
+            {
+                "http": string(pattern="^[Hh][Tt][Tt][Pp][Ss]?://", description="ready on a 2xx"),
+                "tcp": string(minLength=1, description="HOST:PORT; ready once it accepts"),
+                "exec": any_of(
+                    string(minLength=1),
+                    array(string(), minItems=1),
+                    description="a command run without a shell; ready on exit 0",
+                ),
+                "interval": number(exclusiveMinimum=True, minimum=0, default=0.5),
+                "timeout": number(exclusiveMinimum=True, minimum=0, default=2),
+                "deadline": number(exclusiveMinimum=True, minimum=0, default=60),
+            },
+            description="a readiness check: exactly one of http, tcp, exec. Variables "
+            "($GAFFER_INDEX, $PORT, $((8000 + GAFFER_INDEX))) expand per process; a process "
+            "not ready by the deadline is stopped and counts as a failed start",
+        ),
         "Slot": obj(
             {
                 "index": integer(),
@@ -296,6 +314,7 @@ def schemas() -> dict[str, Schema]:
                             "index": integer(),
                             "state": nullable(string()),
                             "reason": nullable(string()),
+                            "ready": boolean(description="running, and its readiness check passed"),
                             "once": boolean(description="a one-off run (commit)"),
                             "uptime": nullable(number()),
                             "slot": nullable(string()),
@@ -340,6 +359,8 @@ def schemas() -> dict[str, Schema]:
                 "active": boolean(),
                 "state": string(enum=list(ALL_STATES)),
                 "reason": nullable(string()),
+                "ready": boolean(description="running, and its readiness check passed"),
+                "ready_error": nullable(string(description="the last readiness check's failure")),
                 "uptime": nullable(number()),
                 "exit_status": nullable(integer()),
                 "term_signal": nullable(integer()),
