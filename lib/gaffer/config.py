@@ -22,7 +22,7 @@ from typing import Any
 
 from gaffer.errors import BadRequest, ConfigError
 from gaffer.interpolate import BadExpression, UndefinedVariable, expand
-from gaffer.readiness import ReadyConfig
+from gaffer.readiness import HealthConfig, ReadyConfig
 from gaffer.signals import parse_signal
 
 DEFAULT_SESSION = "default"
@@ -381,6 +381,10 @@ class ProcessConfig:
     catch_up: bool = False
     after: tuple[str, ...] | list[str] = ()
     ready: ReadyConfig | Mapping[str, Any] | None = None
+    notify: bool = False
+    watchdog_sec: float = 0.0
+    health: HealthConfig | Mapping[str, Any] | None = None
+    timeout: float = 0.0
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -467,7 +471,13 @@ class ProcessConfig:
             )
         s(self, "catch_up", _bool("catch_up", self.catch_up))
         s(self, "after", _after("after", self.after))
-        s(self, "ready", ReadyConfig.parse(self.ready))
+        s(self, "notify", _bool("notify", self.notify))
+        s(self, "ready", ReadyConfig.parse(self.ready, notify=self.notify))
+        s(self, "watchdog_sec", seconds("watchdog_sec", self.watchdog_sec))
+        if self.watchdog_sec and not self.notify:
+            raise ConfigError("watchdog_sec", "needs notify: true (the process pings WATCHDOG=1)")
+        s(self, "health", HealthConfig.parse_health(self.health))
+        s(self, "timeout", seconds("timeout", self.timeout))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProcessConfig:
         # Keywords are checked before the generated __init__ runs, so that an
@@ -504,6 +514,11 @@ class ProcessConfig:
         return self.ready
 
     @property
+    def health_check(self) -> HealthConfig | None:
+        assert self.health is None or isinstance(self.health, HealthConfig)
+        return self.health
+
+    @property
     def stop_signum(self) -> int:
         assert isinstance(self.stop_signal, int)
         return self.stop_signal
@@ -534,7 +549,7 @@ class ProcessConfig:
             v = getattr(self, f.name)
             if isinstance(v, FlappingConfig | BackoffConfig):
                 v = dataclasses.asdict(v)
-            elif isinstance(v, ReadyConfig):
+            elif isinstance(v, ReadyConfig):  # and HealthConfig
                 v = v.to_dict()
             elif isinstance(v, tuple):
                 v = list(v)
@@ -638,13 +653,16 @@ class ProcessConfig:
             self.build_argv(env)
             if self.ready_check is not None:
                 self.ready_check.expand(env)
+            if self.health_check is not None:
+                self.health_check.expand(env, "health")
 
     @property
     def per_slot(self) -> bool:
         """Whether any value refers to a per-process variable (``$GAFFER_*``)."""
         texts = [self.cmd, *self.argv, *self.env.values()]
-        if self.ready_check is not None:
-            texts += self.ready_check.texts
+        for check in (self.ready_check, self.health_check):
+            if check is not None:
+                texts += check.texts
         return any("GAFFER_" in t for t in texts)
 
     # -- field resolution ---------------------------------------------------------

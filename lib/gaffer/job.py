@@ -38,6 +38,7 @@ from gaffer.events import EventEmitter
 from gaffer.process import Process
 from gaffer.reaper import ChildWatcher
 from gaffer.schedule import Scheduler
+from gaffer.stats import OomCounter
 
 log = logging.getLogger("gaffer.job")
 
@@ -157,6 +158,7 @@ class Job:
         self.restarts = 0
         self.exits_by_reason: collections.Counter[str] = collections.Counter()
         self.executables: dict[tuple[str, str], str] = {}  # (program, PATH) -> path
+        self.oom = OomCounter()
         self._manage_handle: asyncio.Handle | None = None
         self.scheduler = Scheduler(self)
         # Start gating (``after``): once the dependencies were ready the job is
@@ -404,6 +406,7 @@ class Job:
         ctx = self.ctx
         proc = Process(
             executables=self.executables,
+            oom=self.oom,
             loop=ctx.loop,
             emitter=ctx.emitter,
             watcher=ctx.watcher,
@@ -454,6 +457,7 @@ class Job:
             committed = rec["slot"] is None
             proc = Process(
                 executables=self.executables,
+                oom=self.oom,
                 loop=ctx.loop,
                 emitter=ctx.emitter,
                 watcher=ctx.watcher,
@@ -502,6 +506,7 @@ class Job:
         config.check_env(extra)
         proc = Process(
             executables=self.executables,
+            oom=self.oom,
             loop=ctx.loop,
             emitter=ctx.emitter,
             watcher=ctx.watcher,
@@ -763,6 +768,8 @@ class Job:
             what = f"could not start: {proc.spawn_error}"
         elif proc.not_ready and not proc.stop_requested:
             what = proc.not_ready  # stopped for missing its readiness deadline
+        elif proc.condemned and not proc.stop_requested:
+            what = proc.condemned[1]  # stopped by its watchdog or health check
         if proc.stop_requested:
             if self.active and slot.index < self.numprocesses:
                 return states.EXITED, 0.0, "stopped; replaced"
@@ -773,6 +780,7 @@ class Job:
             bool(status.term_signal)
             or status.exit_status not in cfg.success_exit_codes
             or proc.not_ready is not None
+            or proc.condemned is not None
         )
         if cfg.restart == "never" or (cfg.restart == "on-failure" and not failed):
             return states.EXITED, None, f"{what}; restart={cfg.restart}"

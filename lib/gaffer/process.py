@@ -23,11 +23,12 @@ import psutil
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import InvalidState, InvalidTransition, NotFound
-from gaffer.readiness import CheckFailed, ReadyConfig, attempt
+from gaffer.readiness import NOTIFY, CheckFailed, HealthConfig, ReadyConfig, attempt
 from gaffer.reaper import ExitStatus, GroupWatch
+from gaffer.sdnotify import NotifySocket
 from gaffer.signals import signal_name
 from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn, which
-from gaffer.stats import brief, sample
+from gaffer.stats import OomCounter, brief, sample
 from gaffer.streams import PipeReader, PipeWriter, Tail
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Process:
         committed: bool = False,
         graceful_timeout: float | None = None,
         on_exit: Callable[[Process], None] | None = None,
+        oom: OomCounter | None = None,
     ) -> None:
         self.loop = loop
         self._emitter = emitter
@@ -75,6 +77,7 @@ class Process:
         )
         self._on_exit = on_exit
         self._executables = executables if executables is not None else {}
+        self._oom = oom
 
         self.state = states.STARTING
         self.reason: str | None = None
@@ -98,9 +101,26 @@ class Process:
         # why the process was stopped for missing the deadline
         self._ready_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._unwinding: asyncio.Task[None] | None = None  # a cancelled check, finishing
+        self._unwinding: list[asyncio.Task[None]] = []  # cancelled checks, finishing
         self.ready_error: str | None = None
         self.not_ready: str | None = None
+        # sd_notify (notify: true): its socket, STATUS=, MAINPID= and the watchdog
+        self._notify: NotifySocket | None = None
+        self.status_text: str | None = None
+        self.main_pid: int | None = None
+        self._main_fd: int | None = None  # a pidfd on main_pid, once the leader is gone
+        self._followed = False
+        self.watchdog_usec = 0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_ping = 0.0
+        # liveness (health:) and the one-off run's time limit (timeout:)
+        self._health_task: asyncio.Task[None] | None = None
+        self.healthy: bool | None = None
+        self.health_error: str | None = None
+        self._limit: asyncio.TimerHandle | None = None
+        self._health: tuple[HealthConfig, str | list[str]] | None = None
+        # why gaffer stopped a running process itself: (exit reason, message)
+        self.condemned: tuple[str, str] | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._group_killed = False
         self._group: GroupWatch | None = None
@@ -131,6 +151,15 @@ class Process:
         self.argv = cfg.build_argv(self.env)
         check = None if self.committed else cfg.ready_check
         target = check.expand(self.env) if check is not None else None
+        health = None if self.committed else cfg.health_check
+        health_target = health.expand(self.env, "health") if health is not None else None
+        if cfg.notify and not self.committed:
+            uid = cfg.uid if isinstance(cfg.uid, int) else os.geteuid()
+            self._notify = NotifySocket(self.loop, self._on_notify, uid, str(self.pid))
+            self.env["NOTIFY_SOCKET"] = self._notify.name
+            if cfg.watchdog_sec:
+                self.watchdog_usec = int(cfg.watchdog_sec * 1_000_000)
+                self.env["WATCHDOG_USEC"] = str(self.watchdog_usec)
         labels = cfg.redirect_output
         # Popen searches PATH on every spawn; the job remembers where it found a
         # program (and forgets it if the program is gone, see spawn_failed).
@@ -153,7 +182,11 @@ class Process:
             outputs=len(labels),
             custom_streams=len(cfg.custom_streams),
         )
-        spawned = spawn(spec)
+        try:
+            spawned = spawn(spec)
+        except BaseException:
+            self._close_notify()
+            raise
         # Popen must not try to reap the child itself: the watcher does.
         spawned.popen.returncode = 0  # keeps Popen.__del__ from tracking it
         raw = [fd for fd in (spawned.stdin, spawned.stdout, spawned.stderr) if fd is not None]
@@ -193,11 +226,18 @@ class Process:
 
         data = self._ids()
         self._publish("spawn", data)
+        if health is not None:
+            assert health_target is not None
+            self._health = (health, health_target)
+        if self.committed and cfg.timeout:
+            why = f"still running after timeout={cfg.timeout:g}s"
+            self._limit = self.loop.call_later(cfg.timeout, self._condemn, "timeout", why)
         startsecs = 0.0 if self.committed else cfg.startsecs
         if check is not None:
             assert target is not None
             # starting until the check first passes (startsecs does not apply)
-            self._ready_task = self.loop.create_task(self._check_until_ready(check, target))
+            if check.kind != NOTIFY:  # READY=1 arrives by itself
+                self._ready_task = self.loop.create_task(self._check_until_ready(check, target))
             self._deadline = self.loop.call_later(check.deadline, self._missed_deadline, check)
         elif startsecs <= 0:
             self._set_state(states.RUNNING, "started")
@@ -223,6 +263,10 @@ class Process:
             if timer is not None:
                 timer.cancel()
         self._timer = self._kill_timer = None
+        self._cancel_checks()
+        notify_fd = self._notify.detach() if self._notify is not None else None
+        if notify_fd is not None:
+            os.set_inheritable(notify_fd, True)
         readers = {label: r.detach() for label, r in self.readers.items()}
         writers = {label: w.detach() for label, w in self.writers.items()}
         for fd in [*readers.values(), *writers.values()]:
@@ -239,6 +283,15 @@ class Process:
             "graceful_timeout": self.graceful_timeout,
             "readers": {k: v for k, v in readers.items() if v is not None},
             "writers": {k: v for k, v in writers.items() if v is not None},
+            "notify": None
+            if notify_fd is None or self._notify is None
+            else {
+                "fd": notify_fd,
+                "name": self._notify.name,
+                "status": self.status_text,
+                "main_pid": self.main_pid,
+                "watchdog_usec": self.watchdog_usec,
+            },
         }
 
     def adopt(self, rec: Mapping[str, Any]) -> None:
@@ -256,6 +309,20 @@ class Process:
         for label, fd in rec.get("readers", {}).items():
             os.set_inheritable(fd, False)
             self._add_reader(label, fd)
+        notify = rec.get("notify")
+        if notify:
+            fd = int(notify["fd"])
+            os.set_inheritable(fd, False)
+            uid = self.config.uid if isinstance(self.config.uid, int) else os.geteuid()
+            self._notify = NotifySocket(
+                self.loop, self._on_notify, uid, str(self.pid), fd=fd, name=str(notify["name"])
+            )
+            self.status_text = notify.get("status")
+            self.main_pid = notify.get("main_pid")
+            self.watchdog_usec = int(notify.get("watchdog_usec") or 0)
+        health = None if self.committed else self.config.health_check
+        if health is not None:
+            self._health = (health, health.expand(self.env, "health"))
         self._publish("spawn", {**self._ids(), "adopted": True})
         self._set_state(states.RUNNING, "adopted")
 
@@ -270,6 +337,7 @@ class Process:
         self.started_mono = self.ended_mono = time.monotonic()
         self.exit = ExitStatus(127, 0)
         self.exit_reason = "spawn_error"
+        self._cancel_checks()
         self._publish_exit(error=self.spawn_error)
         if self._on_exit is not None:
             self._on_exit(self)
@@ -340,36 +408,205 @@ class Process:
                 self.ready_error = error
             else:
                 self._ready_task = None
-                self._cancel_readiness()
                 self.ready_error = None
-                if self.state == states.STARTING:
-                    self._set_state(states.RUNNING, f"ready: {check.kind} check passed")
+                self._became_ready(f"ready: {check.kind} check passed")
                 return
             await asyncio.sleep(check.interval)
 
+    def _became_ready(self, reason: str) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self.state == states.STARTING:
+            self._set_state(states.RUNNING, reason)
+
     def _missed_deadline(self, check: ReadyConfig) -> None:
         self._deadline = None
-        self._cancel_readiness()
+        self._cancel_checks()
         if self.state != states.STARTING or not self.alive or self.os_pid is None:
             return
-        why = f"not ready after {check.deadline:g}s: {self.ready_error or 'no check finished'}"
+        waited = self.ready_error or (
+            "no READY=1 received" if check.kind == NOTIFY else "no check finished"
+        )
+        why = f"not ready after {check.deadline:g}s: {waited}"
         self.not_ready = why
         log.warning("%s: process %d %s; stopping it", self.name, self.pid, why)
         self._publish("not_ready", {**self._ids(), "reason": why})
         # Still ``starting``: its exit is a failed start, and the job decides on it
         # (backoff, flapping) like on any other.
-        signal_group(self.os_pid, self.config.stop_signum)
+        self._stop_self()
+
+    def _condemn(self, cause: str, why: str) -> None:
+        """Stop a process gaffer has given up on (``watchdog``, ``health``,
+        ``timeout``): its exit is recorded with ``cause`` and the job restarts it
+        like any failed process."""
+        self._limit = None
+        if self.condemned is not None or not self.alive or self.stop_requested:
+            return
+        self.condemned = (cause, why)
+        self._cancel_checks()
+        log.warning("%s: process %d %s; stopping it", self.name, self.pid, why)
+        self._publish(cause, {**self._ids(), "reason": why})
+        self._stop_self()
+
+    def _stop_self(self) -> None:
+        assert self.os_pid is not None
+        self._signal_all(self.config.stop_signum)
+        self._cancel_kill()
         self._kill_timer = self.loop.call_later(
             self.graceful_timeout, self._kill_group, self.os_pid
         )
 
-    def _cancel_readiness(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if self._ready_task is not None:
-            self._ready_task.cancel()  # an exec check's child is killed as it unwinds
-            self._unwinding, self._ready_task = self._ready_task, None
+    def _signal_all(self, sig: int) -> None:
+        """Signal the process group, and a MAINPID outside it."""
+        assert self.os_pid is not None
+        signal_group(self.os_pid, sig)
+        if self.main_pid is not None and self.main_pid != self.os_pid:
+            with contextlib.suppress(OSError):
+                os.kill(self.main_pid, sig)
+
+    def _cancel_checks(self) -> None:
+        """Stop every timer and check that watches the process while it runs."""
+        for timer in (self._deadline, self._watchdog, self._limit):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._watchdog = self._limit = None
+        for task in (self._ready_task, self._health_task):
+            if task is not None:
+                task.cancel()  # an exec check's child is killed as it unwinds
+                self._unwinding.append(task)
+        self._ready_task = self._health_task = None
+
+    # -- once ready: sd_notify, watchdog, health -----------------------------------
+
+    def _on_running(self) -> None:
+        if self.watchdog_usec:
+            self._arm_watchdog()
+        if self._health is not None and self._health_task is None:
+            check, target = self._health
+            self._health_task = self.loop.create_task(self._check_health(check, target))
+
+    def _on_notify(self, fields: dict[str, str], sender: int) -> None:
+        if not self.alive:
+            return
+        changed: dict[str, Any] = {}
+        if "STATUS" in fields:
+            self.status_text = changed["status"] = fields["STATUS"][:1000]
+        main = fields.get("MAINPID", "")
+        if main.isdigit() and int(main) > 0 and int(main) != self.main_pid:
+            if _exists(int(main)):
+                self.main_pid = changed["main_pid"] = int(main)
+                self._psutil = None
+            else:
+                log.warning("%s: process %d: MAINPID=%s does not exist", self.name, self.pid, main)
+        for flag in ("STOPPING", "RELOADING"):
+            if fields.get(flag) == "1":
+                changed[flag.lower()] = True
+        if "ERRNO" in fields:
+            changed["errno"] = fields["ERRNO"]
+        usec = fields.get("WATCHDOG_USEC", "")
+        if usec.isdigit() and int(usec) > 0 and self._notify is not None:
+            self.watchdog_usec = changed["watchdog_usec"] = int(usec)
+            if self.state == states.RUNNING:
+                self._arm_watchdog()
+        watchdog = fields.get("WATCHDOG")
+        if watchdog == "1":
+            self._watchdog_ping = time.monotonic()
+        extend = fields.get("EXTEND_TIMEOUT_USEC", "")
+        if extend.isdigit() and self._deadline is not None and self.state == states.STARTING:
+            # systemd's meaning: the start may take at least this much longer
+            remaining = self._deadline.when() - self.loop.time()
+            delay = int(extend) / 1_000_000
+            check = self.config.ready_check
+            if delay > remaining and check is not None:
+                self._deadline.cancel()
+                self._deadline = self.loop.call_later(delay, self._missed_deadline, check)
+        ready = fields.get("READY") == "1"
+        if ready:
+            changed["ready"] = True
+        if changed:
+            self._publish("notify", {**self._ids(), "from_pid": sender, **changed})
+        if ready:
+            self._became_ready("ready: READY=1")
+        if watchdog == "trigger":
+            self._condemn("watchdog", "asked for it (WATCHDOG=trigger)")
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog_ping = time.monotonic()
+        self._watchdog = self.loop.call_later(self.watchdog_usec / 1e6, self._watchdog_due)
+
+    def _watchdog_due(self) -> None:
+        # One timer per process, moved on only when it fires: a ping is a clock read.
+        self._watchdog = None
+        if self.state != states.RUNNING or not self.alive:
+            return
+        left = self._watchdog_ping + self.watchdog_usec / 1e6 - time.monotonic()
+        if left > 0:
+            self._watchdog = self.loop.call_later(left, self._watchdog_due)
+            return
+        self._condemn("watchdog", f"no WATCHDOG=1 for {self.watchdog_usec / 1e6:g}s")
+
+    async def _check_health(self, check: HealthConfig, target: str | list[str]) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(check.interval)
+            if self.state != states.RUNNING or not self.alive:
+                return
+            try:
+                await attempt(check, target, self.env, self.config.cwd)
+            except Exception as e:
+                if not isinstance(e, CheckFailed):  # a broken check must not look like a pass
+                    log.exception("%s: process %d: health check failed", self.name, self.pid)
+                error = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+                failures += 1
+                if error != self.health_error:
+                    data = {**self._ids(), "error": error, "failures": failures}
+                    self._publish("health_check", data, glob=False)
+                self.healthy, self.health_error = False, error
+                if failures >= check.failures:
+                    self._health_task = None
+                    why = f"failed {failures} health checks in a row: {error}"
+                    self._condemn("health", why)
+                    return
+            else:
+                if self.healthy is False:
+                    self._publish("health_check", {**self._ids(), "error": None}, glob=False)
+                failures = 0
+                self.healthy, self.health_error = True, None
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    def _follow_main(self, status: ExitStatus) -> bool:
+        """The leader exited but told us of another main process (MAINPID=, a
+        forking daemon): the process lives on until that one exits. It is not
+        gafferd's child, so a pidfd tells when it ends, not how."""
+        pid = self.main_pid
+        if pid is None or pid == self.os_pid or self._followed:
+            return False
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False  # gone already (or no pidfds): the leader's exit is the end
+        self._main_fd = fd
+        self._followed = True
+        log.info(
+            "%s: process %d: leader %s, following MAINPID %d", self.name, self.pid, status, pid
+        )
+        self.loop.add_reader(fd, self._main_exited)
+        return True
+
+    def _main_exited(self) -> None:
+        fd = self._main_fd
+        assert fd is not None and self.os_pid is not None
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        self._main_fd = None
+        self._exited(self.os_pid, ExitStatus(0, 0))
 
     def _ids(self) -> dict[str, Any]:
         return {"name": self.name, "pid": self.pid, "os_pid": self.os_pid, "index": self.index}
@@ -381,19 +618,33 @@ class Process:
         self.state = new
         self.reason = reason
         self._publish("state", {**self._ids(), "from": old, "to": new, "reason": reason})
+        if new == states.RUNNING:
+            self._on_running()
 
     def _exited(self, os_pid: int, status: ExitStatus) -> None:
+        if self._follow_main(status):
+            return
         self.exit = status
         self.ended_mono = time.monotonic()
         for t in (self._timer,):
             if t is not None:
                 t.cancel()
         self._timer = None
-        self._cancel_readiness()
+        self._cancel_checks()
+        self._close_notify()
         for writer in self.writers.values():
             writer.close()
         if self.stop_requested:
             self.exit_reason = "stopped"
+        elif self.condemned is not None:
+            self.exit_reason = self.condemned[0]
+        elif (
+            status.term_signal == signal.SIGKILL
+            and not self._group_killed
+            and self._oom is not None
+            and self._oom.claim()
+        ):
+            self.exit_reason = "oom"
         elif status.term_signal:
             self.exit_reason = "killed"
         else:
@@ -442,11 +693,11 @@ class Process:
         )
 
     def _resolve_stopped(self) -> None:
-        task = self._unwinding
-        if task is not None and not task.done():
-            # an exec check's child is reaped before the process counts as stopped
-            task.add_done_callback(lambda _: self._resolve_stopped())
-            return
+        for task in self._unwinding:
+            if not task.done():
+                # an exec check's child is reaped before the process counts as stopped
+                task.add_done_callback(lambda _: self._resolve_stopped())
+                return
         if not self._stopped.done():
             self._stopped.set_result(self)
 
@@ -485,7 +736,7 @@ class Process:
         if not self.alive or self.stop_requested:
             return self.wait_future()
         self.stop_requested = True
-        self._cancel_readiness()
+        self._cancel_checks()
         timeout = self.graceful_timeout if graceful_timeout is None else graceful_timeout
         self._set_state(states.STOPPING, "stop requested")
         self._publish("stop_process", {"pid": self.pid, "name": self.name}, glob=True)
@@ -494,7 +745,7 @@ class Process:
             self._cancel_kill()
             self._kill_group(self.os_pid)
         else:
-            signal_group(self.os_pid, self.config.stop_signum)
+            self._signal_all(self.config.stop_signum)
             self._cancel_kill()  # a stop for a missed deadline may be under way
             self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
         return self.wait_future()
@@ -526,7 +777,7 @@ class Process:
         if self.exit is None:
             # The leader is alive, so its pid, and the group id, cannot be reused yet.
             # Its exit (and then its group's) is what resolves the stop.
-            signal_group(pgid, signal.SIGKILL)
+            self._signal_all(signal.SIGKILL)
         elif self._group is not None:
             # Resolved by _group_empty once the members are gone (SIGKILL is quick),
             # or after KILL_GRACE by _give_up_on_group.
@@ -547,7 +798,7 @@ class Process:
         self._cancel_kill()
         self._group_killed = True
         if self.exit is None and self.os_pid is not None:
-            signal_group(self.os_pid, signal.SIGKILL)
+            self._signal_all(signal.SIGKILL)
         elif self._group is not None:
             self._group.signal(signal.SIGKILL)
 
@@ -566,7 +817,12 @@ class Process:
         for t in (self._timer, self._kill_timer):
             if t is not None:
                 t.cancel()
-        self._cancel_readiness()
+        self._cancel_checks()
+        self._close_notify()
+        if self._main_fd is not None:
+            self.loop.remove_reader(self._main_fd)
+            os.close(self._main_fd)
+            self._main_fd = None
         if self._group is not None:
             self._group.close()
         for reader in self.readers.values():
@@ -579,7 +835,7 @@ class Process:
         if not self.alive or self.os_pid is None:
             raise InvalidState(f"process {self.pid} is not running")
         try:
-            os.kill(self.os_pid, signum)
+            os.kill(self.main_pid or self.os_pid, signum)
         except ProcessLookupError:
             raise InvalidState(f"process {self.pid} is not running") from None
         self._publish("kill", {"pid": self.pid, "name": self.name, "signum": signum}, glob=False)
@@ -603,7 +859,7 @@ class Process:
     def _ps(self) -> psutil.Process | None:
         if self.alive and self.os_pid is not None and self._psutil is None:
             with contextlib.suppress(psutil.Error):
-                self._psutil = psutil.Process(self.os_pid)
+                self._psutil = psutil.Process(self.main_pid or self.os_pid)
         return self._psutil if self.alive else None
 
     def stats(self) -> dict[str, Any]:
@@ -622,13 +878,17 @@ class Process:
             "state": self.state,
             "reason": self.reason,
             "ready": self.ready,
+            "healthy": self.healthy,
+            "status": self.status_text,
             "once": self.committed,
             "uptime": None if self.uptime is None else round(self.uptime, 3),
         }
         if with_stats:
             # CPU % since the previous status of this process, or since it started
             since = self._cpu_sample or (0.0, self.started_mono or time.monotonic())
-            figures, self._cpu_sample = brief(self.os_pid if self.alive else None, since)
+            figures, self._cpu_sample = brief(
+                (self.main_pid or self.os_pid) if self.alive else None, since
+            )
             out.update(figures)
         return out
 
@@ -654,6 +914,12 @@ class Process:
             "reason": self.reason,
             "ready": self.ready,
             "ready_error": self.ready_error,
+            "healthy": self.healthy,
+            "health_error": self.health_error,
+            "status": self.status_text,
+            "main_pid": self.main_pid,
+            "watchdog_usec": self.watchdog_usec or None,
+            "notify_socket": self._notify.name if self._notify is not None else None,
             "uptime": None if self.uptime is None else round(self.uptime, 3),
             "exit_status": self.exit.exit_status if self.exit else None,
             "term_signal": self.exit.term_signal if self.exit else None,
@@ -664,6 +930,16 @@ class Process:
 
     def output_tail(self, lines: int = 20) -> dict[str, list[str]]:
         return {label: tail.lines(lines) for label, tail in self.tails.items()}
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def abandon_handed_over(records: list[Mapping[str, Any]]) -> None:

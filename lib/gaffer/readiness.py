@@ -1,11 +1,16 @@
-"""Readiness checks: when a started process counts as up.
+"""Readiness and health checks: when a started process counts as up, and
+whether it still works.
 
 A job's ``ready:`` option names one check, ``{http: URL}`` (a 2xx answer),
 ``{tcp: HOST:PORT}`` (a connection is accepted) or ``{exec: CMD}`` (exit 0), with
-``interval``, ``timeout`` and ``deadline`` seconds. The target may use the process's
-variables (``$GAFFER_INDEX``, ``$PORT``, ``$((8000 + GAFFER_INDEX))``), expanded per
-process like its arguments. Every check is a coroutine on the daemon's loop: a slow
-or hanging target never blocks it, and each attempt is bounded by ``timeout``.
+``interval``, ``timeout`` and ``deadline`` seconds; with ``notify: true`` the check
+is the process's own ``READY=1`` (:mod:`gaffer.sdnotify`) and ``ready:`` may only
+set its ``deadline``. ``health:`` names a check of the same kinds that runs every
+``interval`` once the process is ready, ``failures`` failing in a row restart it.
+The target may use the process's variables (``$GAFFER_INDEX``, ``$PORT``,
+``$((8000 + GAFFER_INDEX))``), expanded per process like its arguments. Every check
+is a coroutine on the daemon's loop: a slow or hanging target never blocks it, and
+each attempt is bounded by ``timeout``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import shlex
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from gaffer.errors import ConfigError
 from gaffer.interpolate import BadExpression, UndefinedVariable, expand
@@ -26,7 +31,7 @@ from gaffer.interpolate import BadExpression, UndefinedVariable, expand
 # this module) is also read by the lean `gaffer` command.
 
 KINDS = ("http", "tcp", "exec")
-OPTIONS = ("interval", "timeout", "deadline")
+NOTIFY = "notify"  # the kind of a check that is the process's own READY=1
 
 
 class CheckFailed(Exception):
@@ -36,7 +41,10 @@ class CheckFailed(Exception):
 @dataclass(frozen=True)
 class ReadyConfig:
     """One readiness check. ``target`` is the URL, ``HOST:PORT`` or command
-    words, before variable expansion."""
+    words, before variable expansion (empty for ``notify``)."""
+
+    OPTIONS: ClassVar[tuple[str, ...]] = ("interval", "timeout", "deadline")
+    EXAMPLE: ClassVar[str] = "{http: URL}"
 
     kind: str
     target: str | tuple[str, ...]
@@ -45,17 +53,25 @@ class ReadyConfig:
     deadline: float = 60.0
 
     @classmethod
-    def parse(cls, v: object, fld: str = "ready") -> ReadyConfig | None:
-        from gaffer.config import seconds
-
-        if v is None or isinstance(v, ReadyConfig):
+    def parse(cls, v: object, fld: str = "ready", notify: bool = False) -> ReadyConfig | None:
+        """``notify``: the job has ``notify: true``, so READY=1 is the check and
+        ``v`` may only give its deadline."""
+        if isinstance(v, ReadyConfig):
             return v
+        if v is None:
+            return cls(NOTIFY, "") if notify else None
         if not isinstance(v, Mapping):
-            raise ConfigError(fld, f"must be a mapping like {{http: URL}}, got {v!r}")
-        unknown = set(v) - set(KINDS) - set(OPTIONS)
+            raise ConfigError(fld, f"must be a mapping like {cls.EXAMPLE}, got {v!r}")
+        unknown = set(v) - set(KINDS) - set(cls.OPTIONS)
         if unknown:
             raise ConfigError(f"{fld}.{sorted(map(str, unknown))[0]}", "unknown option")
         kinds = [k for k in KINDS if k in v]
+        if notify:
+            if kinds or set(v) - {"deadline"}:
+                raise ConfigError(
+                    fld, "with notify: true the check is READY=1; ready may only set deadline"
+                )
+            return cls._options(fld, v, NOTIFY, "")
         if len(kinds) != 1:
             raise ConfigError(fld, "needs exactly one of http, tcp or exec")
         kind = kinds[0]
@@ -71,32 +87,40 @@ class ReadyConfig:
                 raise ConfigError(f"{fld}.http", f"must be an http:// or https:// URL, got {raw!r}")
             if kind == "tcp" and "$" not in target:
                 split_address(f"{fld}.tcp", target)
+        return cls._options(fld, v, kind, target)
+
+    @classmethod
+    def _options(
+        cls, fld: str, v: Mapping[str, Any], kind: str, target: str | tuple[str, ...]
+    ) -> ReadyConfig:
+        from gaffer.config import seconds
+
         d = cls(kind, target)
-        out = cls(
-            kind,
-            target,
-            interval=seconds(f"{fld}.interval", v.get("interval", d.interval)),
-            timeout=seconds(f"{fld}.timeout", v.get("timeout", d.timeout)),
-            deadline=seconds(f"{fld}.deadline", v.get("deadline", d.deadline)),
-        )
-        for opt in OPTIONS:
-            if getattr(out, opt) <= 0:
+        values: dict[str, Any] = {}
+        for opt in cls.OPTIONS:
+            if opt == "failures":
+                values[opt] = _count(f"{fld}.{opt}", v.get(opt, getattr(d, opt)))
+                continue
+            values[opt] = seconds(f"{fld}.{opt}", v.get(opt, getattr(d, opt)))
+            if values[opt] <= 0:
                 raise ConfigError(f"{fld}.{opt}", "must be > 0 seconds")
-        return out
+        return cls(kind, target, **values)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.kind == NOTIFY:
+            return {"deadline": self.deadline}
         target = list(self.target) if isinstance(self.target, tuple) else self.target
         out: dict[str, Any] = {self.kind: target}
-        out.update({k: v for k, v in dataclasses.asdict(self).items() if k in OPTIONS})
+        out.update({k: v for k, v in dataclasses.asdict(self).items() if k in self.OPTIONS})
         return out
 
     @property
     def texts(self) -> tuple[str, ...]:
         return self.target if isinstance(self.target, tuple) else (self.target,)
 
-    def expand(self, env: Mapping[str, str]) -> str | list[str]:
+    def expand(self, env: Mapping[str, str], fld: str = "ready") -> str | list[str]:
         """The target for one process (ConfigError naming ``ready.KIND``)."""
-        fld = f"ready.{self.kind}"
+        fld = f"{fld}.{self.kind}"
         try:
             if isinstance(self.target, tuple):
                 return [expand(w, env) for w in self.target]
@@ -106,6 +130,30 @@ class ReadyConfig:
         if self.kind == "tcp":
             split_address(fld, out)
         return out
+
+
+@dataclass(frozen=True)
+class HealthConfig(ReadyConfig):
+    """A liveness check, run every ``interval`` once the process is ready;
+    ``failures`` failed attempts in a row restart the process."""
+
+    OPTIONS: ClassVar[tuple[str, ...]] = ("interval", "timeout", "failures")
+    EXAMPLE: ClassVar[str] = "{http: URL, interval: 10}"
+
+    interval: float = 10.0
+    failures: int = 3
+
+    @classmethod
+    def parse_health(cls, v: object, fld: str = "health") -> HealthConfig | None:
+        out = cls.parse(v, fld)
+        assert out is None or isinstance(out, HealthConfig)
+        return out
+
+
+def _count(fld: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(fld, f"must be a whole number ≥ 1, got {v!r}")
+    return v
 
 
 def _command(fld: str, v: object) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ each figure it could not read: stats never raise.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -111,3 +112,68 @@ def _total_memory() -> int:
     if not _TOTAL_MEMORY:
         _TOTAL_MEMORY.append(psutil.virtual_memory().total)
     return _TOTAL_MEMORY[0]
+
+
+@functools.cache
+def _oom_file() -> tuple[str, str] | None:
+    """Where this process's cgroup counts OOM kills: (path, key). Inside a
+    container the cgroup's own directory is usually the mount's root."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    paths = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        paths[controllers] = path.lstrip("/")
+    candidates = []
+    if "" in paths:  # cgroup v2
+        candidates += [(f"/sys/fs/cgroup/{paths['']}/memory.events", "oom_kill")]
+        candidates += [("/sys/fs/cgroup/memory.events", "oom_kill")]
+    for controllers, path in paths.items():
+        if "memory" in controllers.split(","):  # cgroup v1
+            candidates += [(f"/sys/fs/cgroup/memory/{path}/memory.oom_control", "oom_kill")]
+            candidates += [("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")]
+    for path, key in candidates:
+        if os.path.isfile(path) and oom_kills((path, key)) is not None:
+            return path, key
+    return None
+
+
+def oom_kills(where: tuple[str, str] | None = None) -> int | None:
+    """How many processes the kernel's OOM killer has killed in gafferd's cgroup
+    (which its children share unless moved), or None where it is not told."""
+    where = where or _oom_file()
+    if where is None:
+        return None
+    path, key = where
+    try:
+        with open(path, "rb") as f:
+            for line in f.read().split(b"\n"):
+                name, _, value = line.partition(b" ")
+                if name.decode() == key and value.strip().isdigit():
+                    return int(value)
+    except OSError:
+        return None
+    return None
+
+
+class OomCounter:
+    """Tells whether a SIGKILL nobody in gaffer sent was the OOM killer's: one
+    per job, it remembers the cgroup's count and claims each new kill once. A
+    kill of another process of the same cgroup may be claimed by mistake when
+    one of the job's processes is also SIGKILLed from outside."""
+
+    def __init__(self) -> None:
+        self.seen = oom_kills()
+
+    def claim(self) -> bool:
+        now = oom_kills()
+        if now is None or self.seen is None or now < self.seen:
+            self.seen = now
+            return False
+        if now > self.seen:
+            self.seen += 1
+            return True
+        return False

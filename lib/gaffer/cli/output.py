@@ -56,6 +56,7 @@ STATE_COLOURS = {
     "stopping": "yellow",
     "backoff": "yellow",
     "flapping": "red",
+    "unhealthy": "red",
     "fatal": "red",
     "exited": "dim",
     "stopped": "dim",

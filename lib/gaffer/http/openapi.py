@@ -177,6 +177,17 @@ def job_config(required: tuple[str, ...], closed: bool = True) -> Schema:
             "must all be ready before this job starts; stopping all stops it first",
         ),
         "ready": nullable(ref("ReadyCheck")),
+        "notify": boolean(
+            description="each process gets its own $NOTIFY_SOCKET (sd_notify); READY=1 makes it "
+            "ready, STATUS= shows in its info, MAINPID= is followed; `ready` may only set deadline"
+        ),
+        "watchdog_sec": number(
+            minimum=0, description="with notify: restart a process silent (no WATCHDOG=1) this long"
+        ),
+        "health": nullable(ref("HealthCheck")),
+        "timeout": number(
+            minimum=0, description="a one-off run still going after this is stopped (`timeout`)"
+        ),
     }
     return obj(props, required, additional=not closed)
 
@@ -255,6 +266,23 @@ def schemas() -> dict[str, Schema]:
             "($GAFFER_INDEX, $PORT, $((8000 + GAFFER_INDEX))) expand per process; a process "
             "not ready by the deadline is stopped and counts as a failed start",
         ),
+        "HealthCheck": obj(
+            {
+                "http": string(pattern="^[Hh][Tt][Tt][Pp][Ss]?://", description="passes on a 2xx"),
+                "tcp": string(minLength=1, description="HOST:PORT; passes if it accepts"),
+                "exec": any_of(
+                    string(minLength=1),
+                    array(string(), minItems=1),
+                    description="a command run without a shell; passes on exit 0",
+                ),
+                "interval": number(exclusiveMinimum=True, minimum=0, default=10),
+                "timeout": number(exclusiveMinimum=True, minimum=0, default=2),
+                "failures": integer(minimum=1, default=3),
+            },
+            description="a liveness check run every interval once the process is ready: exactly "
+            "one of http, tcp, exec; `failures` failed attempts in a row restart the process "
+            "(exit reason `health`)",
+        ),
         "Slot": obj(
             {
                 "index": integer(),
@@ -315,6 +343,10 @@ def schemas() -> dict[str, Schema]:
                             "state": nullable(string()),
                             "reason": nullable(string()),
                             "ready": boolean(description="running, and its readiness check passed"),
+                            "healthy": nullable(
+                                boolean(description="its last health check passed; null: none yet")
+                            ),
+                            "status": nullable(string(description="its sd_notify STATUS= text")),
                             "once": boolean(description="a one-off run (commit)"),
                             "uptime": nullable(number()),
                             "slot": nullable(string()),
@@ -361,6 +393,12 @@ def schemas() -> dict[str, Schema]:
                 "reason": nullable(string()),
                 "ready": boolean(description="running, and its readiness check passed"),
                 "ready_error": nullable(string(description="the last readiness check's failure")),
+                "healthy": nullable(boolean()),
+                "health_error": nullable(string(description="the last health check's failure")),
+                "status": nullable(string(description="its sd_notify STATUS= text")),
+                "main_pid": nullable(integer(description="MAINPID= it reported")),
+                "watchdog_usec": nullable(integer()),
+                "notify_socket": nullable(string(description="its $NOTIFY_SOCKET")),
                 "uptime": nullable(number()),
                 "exit_status": nullable(integer()),
                 "term_signal": nullable(integer()),

@@ -268,6 +268,8 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
             state = r.get("state") or r.get("slot") or "idle"
             if not job["active"] and not r.get("pid"):
                 state = "stopped"
+            elif r.get("healthy") is False and state == "running":
+                state = "unhealthy"  # failing its health check, not yet restarted
             cpu = r.get("cpu")
             rows.append(
                 [
@@ -406,6 +408,20 @@ def _print_process(ctx: Context, p: dict[str, Any]) -> None:
     ]
     if p.get("custom_streams"):
         lines.append(("streams", ", ".join(p["custom_streams"])))
+    lines.append(("ready", p.get("ready")))
+    if p.get("ready_error"):
+        lines.append(("ready check", p["ready_error"]))
+    if p.get("healthy") is not None:
+        health = "healthy" if p["healthy"] else f"unhealthy: {p.get('health_error')}"
+        lines.append(("health", health))
+    if p.get("status"):  # its own words, by sd_notify STATUS=
+        lines.append(("status", p["status"]))
+    if p.get("main_pid") and p.get("main_pid") != p.get("os_pid"):
+        lines.append(("main pid", p["main_pid"]))
+    if p.get("notify_socket"):
+        watchdog = p.get("watchdog_usec")
+        more = f" (watchdog {watchdog / 1e6:g}s)" if watchdog else ""
+        lines.append(("notify socket", p["notify_socket"] + more))
     if p.get("exit_status") is not None:
         lines.append(("exit status", p["exit_status"]))
     if p.get("term_signal"):
