@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -266,6 +267,7 @@ while True:
 """
 
 
+@needs_systemd_notify
 def test_the_notify_socket_survives_a_reexec(tmp_path: Path) -> None:
     from gaffer.client import Client
     from test_gafferd import read_until
@@ -276,20 +278,34 @@ jobs:
     cmd: {sys.executable}
     args: ['-c', {json.dumps(TELLS_ON_USR1)}]
     notify: true
+  forking:
+    cmd: sh
+    args: [-c, 'sleep 3600 & systemd-notify --ready --pid=$!; exit 0']
+    notify: true
 """
     with served(tmp_path, config) as gaffer:
-        r = gaffer("start", "told", "--wait-timeout", "20")
+        r = gaffer("start", "told", "forking", "--wait-timeout", "20")
         assert r.returncode == 0, r.stderr
-        (before,) = gaffer.json("ps")[0]["processes"]
+        (before,) = gaffer.json("ps", "told")[0]["processes"]
         assert before["status"] == "before"
+        (forking,) = gaffer.json("ps", "forking")[0]["processes"]
+        main_pid = gaffer.json("info", str(forking["pid"]))["main_pid"]
+        gone = os.pidfd_open(main_pid)
         gaffer.daemon.send_signal(signal.SIGUSR2)
-        read_until(gaffer.daemon, b"re-executed in place: adopted 1 process(es)")
-        (after,) = gaffer.json("ps")[0]["processes"]
+        read_until(gaffer.daemon, b"re-executed in place: adopted 2 process(es)")
+        (after,) = gaffer.json("ps", "told")[0]["processes"]
         assert (after["os_pid"], after["status"], after["ready"]) == (
             before["os_pid"],
             "before",
             True,
         )
+        # the forking job's leader is long gone: the new gafferd follows its MAINPID
+        info = gaffer.json("info", str(forking["pid"]))
+        assert (info["state"], info["main_pid"]) == (states.RUNNING, main_pid)
+        r = gaffer("stop", "forking", "--wait-timeout", "20")
+        assert r.returncode == 0, r.stderr
+        assert select.select([gone], [], [], TIMEOUT)[0] == [gone]  # the stop reached it
+        os.close(gone)
         # the new gafferd reads the same socket
         client = Client(gaffer.sock)
         with client.events(("notify",), timeout=TIMEOUT) as events:

@@ -264,6 +264,11 @@ class Process:
                 timer.cancel()
         self._timer = self._kill_timer = None
         self._cancel_checks()
+        following = self._main_fd is not None  # the leader is gone; main_pid is the process
+        if self._main_fd is not None:
+            self.loop.remove_reader(self._main_fd)
+            os.close(self._main_fd)
+            self._main_fd = None
         notify_fd = self._notify.detach() if self._notify is not None else None
         if notify_fd is not None:
             os.set_inheritable(notify_fd, True)
@@ -290,6 +295,7 @@ class Process:
                 "name": self._notify.name,
                 "status": self.status_text,
                 "main_pid": self.main_pid,
+                "following": following,
                 "watchdog_usec": self.watchdog_usec,
             },
         }
@@ -302,14 +308,20 @@ class Process:
         self.os_pid = int(rec["os_pid"])
         self.create_time = float(rec["create_time"])
         self.started_mono = time.monotonic() - max(0.0, time.time() - self.create_time)
-        self._watcher.add(self.os_pid, self._exited)
+        notify = rec.get("notify")
+        if notify and notify.get("following"):
+            # its leader exited under the previous daemon: carry on with MAINPID
+            self.main_pid = int(notify["main_pid"])
+            if not self._follow_main():
+                self.loop.call_soon(self._exited, self.os_pid, ExitStatus(0, 0))
+        else:
+            self._watcher.add(self.os_pid, self._exited)
         for label, fd in rec.get("writers", {}).items():
             os.set_inheritable(fd, False)
             self.writers[label] = PipeWriter(self.loop, fd)
         for label, fd in rec.get("readers", {}).items():
             os.set_inheritable(fd, False)
             self._add_reader(label, fd)
-        notify = rec.get("notify")
         if notify:
             fd = int(notify["fd"])
             os.set_inheritable(fd, False)
@@ -318,7 +330,7 @@ class Process:
                 self.loop, self._on_notify, uid, str(self.pid), fd=fd, name=str(notify["name"])
             )
             self.status_text = notify.get("status")
-            self.main_pid = notify.get("main_pid")
+            self.main_pid = self.main_pid or notify.get("main_pid")
             self.watchdog_usec = int(notify.get("watchdog_usec") or 0)
         health = None if self.committed else self.config.health_check
         if health is not None:
@@ -581,7 +593,7 @@ class Process:
             self._notify.close()
             self._notify = None
 
-    def _follow_main(self, status: ExitStatus) -> bool:
+    def _follow_main(self) -> bool:
         """The leader exited but told us of another main process (MAINPID=, a
         forking daemon): the process lives on until that one exits. It is not
         gafferd's child, so a pidfd tells when it ends, not how."""
@@ -594,9 +606,7 @@ class Process:
             return False  # gone already (or no pidfds): the leader's exit is the end
         self._main_fd = fd
         self._followed = True
-        log.info(
-            "%s: process %d: leader %s, following MAINPID %d", self.name, self.pid, status, pid
-        )
+        log.info("%s: process %d: following MAINPID %d", self.name, self.pid, pid)
         self.loop.add_reader(fd, self._main_exited)
         return True
 
@@ -622,7 +632,7 @@ class Process:
             self._on_running()
 
     def _exited(self, os_pid: int, status: ExitStatus) -> None:
-        if self._follow_main(status):
+        if self._follow_main():
             return
         self.exit = status
         self.ended_mono = time.monotonic()
