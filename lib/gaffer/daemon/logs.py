@@ -3,9 +3,10 @@
 (``max_bytes``, ``backups``) and reopened on SIGUSR1 (for logrotate).
 
 Writing never blocks the loop: output is handed to one writer thread through
-a queue bounded in bytes. If the disk cannot keep up, what does not fit is
-dropped, counted per job, logged and published as a ``log_dropped`` event —
-never silently lost, never growing the daemon's memory.
+a queue bounded in bytes. If the disk cannot keep up, the pipe that pushed the
+queue over its bound is no longer read until the writer has caught up (its
+process blocks on a full pipe, as it would writing to a slow file itself):
+nothing is lost and the daemon's memory stays bounded.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from gaffer.errors import ConfigError
+from gaffer.errors import ConfigError, GafferError
 from gaffer.events import Event
 from gaffer.manager import Manager
 
 log = logging.getLogger("gafferd.logs")
 
-QUEUE_BYTES = 16 << 20  # output waiting for the disk, all jobs together
-DROP_REPORT_EVERY = 1 << 20  # bytes dropped between two reports of one job
+QUEUE_BYTES = 16 << 20  # output waiting for the disk, all jobs together (paused
+# pipes are read again once it is down to half)
+WRITE_BATCH = 256  # queued chunks written together at most
 TEMPLATE_KEYS = ("session", "job", "index", "stream")
 
 
@@ -114,8 +116,14 @@ class RotatingFile:
 class LogFiles:
     """A manager app writing the output of the jobs that have log settings."""
 
-    def __init__(self, default: LogSettings | None, per_job: dict[str, LogSettings | None]) -> None:
+    def __init__(
+        self,
+        default: LogSettings | None,
+        per_job: dict[str, LogSettings | None],
+        queue_bytes: int = QUEUE_BYTES,
+    ) -> None:
         self.default = default
+        self.queue_bytes = queue_bytes
         self.per_job = per_job
         self._queue: queue.SimpleQueue[tuple[str, str, bytes, LogSettings | None] | None] = (
             queue.SimpleQueue()
@@ -124,9 +132,12 @@ class LogFiles:
         self._lock = threading.Lock()
         self._files: dict[str, RotatingFile] = {}
         self._reopen = threading.Event()
-        self.dropped: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
+        # streams not read until the writer catches up: (pid, label); loop side
+        self._paused: set[tuple[int, str]] = set()
+        self._resume_wanted = False  # under _lock: the writer must wake the loop
+        self.pauses = 0
         self.manager: Manager | None = None
+        self._loop: Any = None
         self._thread: threading.Thread | None = None
         self.errors = 0
 
@@ -148,6 +159,7 @@ class LogFiles:
 
     def start(self, loop: Any, manager: Manager) -> None:
         self.manager = manager
+        self._loop = loop
         self._thread = threading.Thread(target=self._writer, name="gafferd-logs", daemon=True)
         self._thread.start()
         manager.emitter.subscribe("stream", self._on_output)
@@ -177,48 +189,75 @@ class LogFiles:
         session, job = d["name"].split(".", 1)
         path = settings.path.format(session=session, job=job, index=d["index"], stream=d["label"])
         with self._lock:
-            if self._queued + len(data) > QUEUE_BYTES:
-                self._drop(d["name"], len(data))
-                return
             self._queued += len(data)
+            full = self._queued > self.queue_bytes
+            if full:
+                self._resume_wanted = True
         self._queue.put((path, d["name"], data, settings))
+        if full and self.manager is not None:
+            key = (int(d["pid"]), str(d["label"]))
+            with contextlib.suppress(GafferError):
+                self.manager.get_process(key[0]).readers[key[1]].pause()
+                if key not in self._paused:
+                    self.pauses += 1
+                self._paused.add(key)
 
-    def _drop(self, job: str, size: int) -> None:
-        total = self.dropped[job] = self.dropped.get(job, 0) + size
-        if total - self._reported.get(job, 0) >= DROP_REPORT_EVERY or job not in self._reported:
-            self._reported[job] = total
-            log.warning("%s: the log disk cannot keep up; %d bytes of output dropped", job, total)
-            if self.manager is not None:
-                self.manager.emitter.publish(
-                    "log_dropped",
-                    ("log_dropped", f"job.{job}.log_dropped"),
-                    {"name": job, "bytes": total},
-                )
+    def _resume(self) -> None:
+        paused, self._paused = self._paused, set()
+        for pid, label in paused:
+            with contextlib.suppress(GafferError, KeyError):
+                assert self.manager is not None
+                self.manager.get_process(pid).readers[label].resume()
 
     # -- the writer thread -------------------------------------------------------------
 
     def _writer(self) -> None:
         while True:
-            item = self._queue.get()
+            batch = [self._queue.get()]
+            # Whatever else waits goes out with it: one write per file per batch
+            # instead of one per chunk (and far fewer trips through the GIL).
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < WRITE_BATCH and batch[-1] is not None:
+                    batch.append(self._queue.get_nowait())
             if self._reopen.is_set():
                 self._reopen.clear()
                 for f in self._files.values():
                     f.close()
                 self._files.clear()  # new settings (a reload) apply from here
-            if item is None:
-                break
-            path, job, data, settings = item
-            if not data or settings is None:
-                continue
+            pending: dict[str, tuple[str, list[bytes], LogSettings]] = {}
+            size = 0
+            for item in batch:
+                if item is None:
+                    break
+                path, job, data, settings = item
+                if not data or settings is None:
+                    continue
+                size += len(data)
+                if path in pending:
+                    pending[path][1].append(data)
+                else:
+                    pending[path] = (job, [data], settings)
             with self._lock:
-                self._queued -= len(data)
-            if path not in self._files:
-                self._files[path] = RotatingFile(path, settings.max_bytes, settings.backups)
-            try:
-                self._files[path].write(data)
-            except Exception as e:  # the writer must outlive any one bad write
-                self.errors += 1
-                if self.errors == 1 or self.errors % 1000 == 0:
-                    log.error("%s: cannot write %s: %s", job, path, getattr(e, "strerror", e))
+                self._queued -= size
+                wake = self._resume_wanted and self._queued <= self.queue_bytes // 2
+                if wake:
+                    self._resume_wanted = False
+            if wake and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to resume
+                    self._loop.call_soon_threadsafe(self._resume)
+            for path, (job, chunks, settings) in pending.items():
+                self._write(path, job, b"".join(chunks), settings)
+            if batch[-1] is None:
+                break
         for f in self._files.values():
             f.close()
+
+    def _write(self, path: str, job: str, data: bytes, settings: LogSettings) -> None:
+        if path not in self._files:
+            self._files[path] = RotatingFile(path, settings.max_bytes, settings.backups)
+        try:
+            self._files[path].write(data)
+        except Exception as e:  # the writer must outlive any one bad write
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                log.error("%s: cannot write %s: %s", job, path, getattr(e, "strerror", e))
