@@ -206,7 +206,7 @@ async def test_a_flood_of_bad_keys_is_refused_not_queued(
 
 def test_unusable_socket_dir_or_state_dir_fail_at_start(tmp_path: Path) -> None:
     from gaffer.errors import ConfigError
-    from gaffer.http.app import bind_unix
+    from gaffer.http.listen import bind_unix
 
     shared = tmp_path / "shared"
     shared.mkdir()

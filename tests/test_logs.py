@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from conftest import PYTHON, next_event
+from conftest import PYTHON
 from gaffer.daemon.logs import LogFiles, LogSettings
 from gaffer.manager import Manager
 
@@ -32,12 +32,14 @@ def test_a_flood_reaches_the_file_whole(loop: asyncio.AbstractEventLoop, tmp_pat
     manager.start(apps=[logs])
 
     async def run() -> None:
-        sub = manager.subscribe("stream")
-        exits = manager.subscribe("job.default.flood.exit")
-        manager.load({"name": "flood", "cmd": PYTHON, "args": ["-c", FLOOD], "restart": "never"})
-        exited = await next_event(exits, timeout=60)
-        assert exited.data["exit_status"] == 0
-        await next_event(sub, lambda e: e.type == "eof" and e.data["label"] == "stdout", 60)
+        job = manager.load(
+            {"name": "flood", "cmd": PYTHON, "args": ["-c", FLOOD], "restart": "never"}
+        )
+        (proc,) = job.processes
+        drained = loop.create_future()
+        proc.when_drained(lambda _: drained.set_result(None))
+        await asyncio.wait_for(asyncio.gather(proc.wait(), drained), 60)
+        assert proc.exit is not None and proc.exit.exit_status == 0
         await loop.run_in_executor(None, logs.stop)  # the writer empties its queue first
         await manager.astop()
 

@@ -395,6 +395,12 @@ class Job:
                 self._spawn(slot)
                 spawned += 1
 
+    @property
+    def spawning(self) -> bool:
+        """More processes are due on the next loop turns (a big job comes up in
+        batches)."""
+        return self._manage_handle is not None
+
     def _cancel_manage(self) -> None:
         if self._manage_handle is not None:
             self._manage_handle.cancel()

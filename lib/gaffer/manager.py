@@ -112,6 +112,19 @@ class Manager:
         self._publish("start", {})
 
     @property
+    def spawning(self) -> bool:
+        """Some job still has processes to spawn in batches on the next turns."""
+        return any(job.spawning for job in self._all_jobs())
+
+    def add_app(self, app: Any) -> None:
+        """Start one more app on a started manager; it stops first (apps stop in
+        the reverse of the order they started)."""
+        if not self.active:
+            raise InvalidState("the manager is not running")
+        app.start(self.loop, self)
+        self.apps.append(app)
+
+    @property
     def active(self) -> bool:
         return self.started and self._stopping is None
 

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from gaffer import states
 from gaffer.config import ProcessConfig
 from gaffer.errors import InvalidState, InvalidTransition, NotFound
@@ -32,6 +30,8 @@ from gaffer.stats import OomCounter, brief, sample
 from gaffer.streams import PipeReader, PipeWriter, Tail
 
 if TYPE_CHECKING:
+    import psutil
+
     from gaffer.events import EventEmitter
     from gaffer.reaper import ChildWatcher
 
@@ -867,6 +867,8 @@ class Process:
     # -- views ------------------------------------------------------------------
 
     def _ps(self) -> psutil.Process | None:
+        import psutil  # on first use: not on gafferd's way to its first spawn
+
         if self.alive and self.os_pid is not None and self._psutil is None:
             with contextlib.suppress(psutil.Error):
                 self._psutil = psutil.Process(self.main_pid or self.os_pid)

@@ -10,9 +10,12 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
+
+# psutil itself is imported when first used: gafferd starts its processes first.
 
 FIELDS = ("cpu", "mem", "rss", "vms", "threads", "fds", "uptime", "ctime", "nice", "username")
 
@@ -23,6 +26,8 @@ def empty_stats() -> dict[str, Any]:
 
 def sample(proc: psutil.Process | None, started: float | None) -> dict[str, Any]:
     """CPU % (since the previous sample of ``proc``), memory, threads, fds, uptime."""
+    import psutil
+
     out = empty_stats()
     if started is not None:
         out["uptime"] = round(time.time() - started, 3)
@@ -107,10 +112,19 @@ def brief(
 _TOTAL_MEMORY: list[int] = []
 
 
+def _mem_total() -> int:
+    # /proc/meminfo's first line, as psutil reads it (without importing psutil)
+    with open("/proc/meminfo", "rb") as f:
+        for line in f:
+            if line.startswith(b"MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no MemTotal in /proc/meminfo")
+
+
 def _total_memory() -> int:
     # psutil.Process.memory_percent() reads /proc/meminfo on every call
     if not _TOTAL_MEMORY:
-        _TOTAL_MEMORY.append(psutil.virtual_memory().total)
+        _TOTAL_MEMORY.append(_mem_total())
     return _TOTAL_MEMORY[0]
 
 

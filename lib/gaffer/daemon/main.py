@@ -43,9 +43,8 @@ from gaffer.daemon.state import (
 )
 from gaffer.errors import ConfigError, GafferError
 from gaffer.events import Event
-from gaffer.http import HttpApp
-from gaffer.http.keystore import AuthStore
-from gaffer.http.permissions import ADMIN
+from gaffer.http.listen import Listeners, bind_listeners
+from gaffer.http.replay import ReplayBuffer
 from gaffer.http.settings import default_state_dir
 from gaffer.manager import Manager
 from gaffer.paths import default_socket
@@ -269,8 +268,10 @@ def run(
     notifier = Notifier()
     state_dir = config.http.state_dir
     store = StateStore(os.path.join(state_dir, "state.db")) if state_dir else None
-    api = HttpApp(config.http)
     logfiles = LogFiles(config.logs, config.job_logs)
+    listeners: Listeners | None = None
+    api: Any = None  # the HTTP app, started once the processes are on their way
+    exit_code = EXIT_OK
 
     def reloaded(result: ReloadResult) -> None:
         if result.ok:
@@ -296,7 +297,6 @@ def run(
             log.warning("re-exec: the previous file's jobs cannot be read (%s)", e)
     reloader = Reloader(manager, running, path, on_start=notifier.reloading, on_done=reloaded)
     reloads: set[asyncio.Future[Any]] = set()
-    api.reloader = reloader
     if state_dir:
         try:
             lock = lock_state_dir(state_dir)
@@ -316,19 +316,21 @@ def run(
             len(stopped),
             " ".join(map(str, stopped)),
         )
-    api.reopen_logs = logfiles.reopen
     runs = None
     if state_dir:
         runs_db = RunStore(os.path.join(state_dir, "runs.db"), config.runs)
         runs = RunsApp(runs_db, adopting=handed_over is not None)
-    api.runs = runs
     try:
         if pidfile is not None:
             pidfile.create()
+        # Bound now, served later: a busy port or a bad certificate stops the
+        # start-up before any process runs.
+        listeners = bind_listeners(config.http)
+        # The HTTP app starts last (after the processes are spawned: its imports
+        # are most of gafferd's start-up time) and so stops first: no request
+        # finds the run records or the state store closed.
         apps: list[Any] = [ConsoleApp(skip=logfiles.wants, pump=pump), logfiles]
-        # before the API: it stops after it, so no request finds it closed
         apps += [runs] if runs is not None else []
-        apps.append(api)
         apps += [load_app(name) for name in config.apps]
         if store is not None:
             apps.append(
@@ -337,10 +339,14 @@ def run(
                 )
             )
         manager.start(apps=apps)
+        # what the API's /events replays to a client that resumes: from the start
+        replay = ReplayBuffer(manager.emitter, config.http.replay_size)
     except GafferError as e:
         log.error("cannot start: %s", e.reason)
         if handed_over is not None:
             kill_handed_over(handed_over)  # nobody else would supervise them
+        if listeners is not None:
+            listeners.close()
         if manager.started:
             manager.loop.run_until_complete(manager.astop())
         manager.loop.close()
@@ -465,7 +471,35 @@ def run(
         manager.check_handoff()  # refused now (409), not after the answer
         manager.loop.call_later(0.05, reexec)
 
-    api.reexec = reexec_soon
+    def start_api() -> None:
+        """Import and start the HTTP app on the sockets bound at start-up (the
+        spawns the loads queued have run by now), then announce."""
+        nonlocal api, exit_code
+        assert listeners is not None
+        if not manager.active:  # stopped (a signal) before it came to this
+            listeners.close()
+            return
+        if manager.spawning:  # the processes first: the server can wait a few turns
+            manager.loop.call_soon(start_api)
+            return
+        from gaffer.http import HttpApp
+
+        api = HttpApp(config.http, listeners=listeners, replay=replay)
+        api.reloader = reloader
+        api.reopen_logs = logfiles.reopen
+        api.runs = runs
+        api.reexec = reexec_soon
+        try:
+            manager.add_app(api)
+        except GafferError as e:
+            log.error("cannot start: %s", e.reason)
+            listeners.close()
+            exit_code = EXIT_USAGE
+            if started is not None:
+                started(EXIT_USAGE)
+            manager.stop()
+            return
+        announce()
 
     def announce() -> None:
         # From inside the running loop: a signal sent by whoever waits for these
@@ -490,7 +524,7 @@ def run(
             started(EXIT_OK)
         notifier.start_watchdog(manager.loop)
 
-    manager.loop.call_soon(announce)
+    manager.loop.call_soon(start_api)
     try:
         manager.run()
     finally:
@@ -499,7 +533,7 @@ def run(
         if pidfile is not None:
             pidfile.remove()
     log.info("stopped")
-    return EXIT_OK
+    return exit_code
 
 
 def create_admin_user(config: DaemonConfig, username: str) -> int:
@@ -516,6 +550,9 @@ def create_admin_user(config: DaemonConfig, username: str) -> int:
         return EXIT_USAGE
 
     async def create() -> str:
+        from gaffer.http.keystore import AuthStore
+        from gaffer.http.permissions import ADMIN
+
         store = AuthStore(db)
         await store.open()
         try:

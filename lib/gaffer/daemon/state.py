@@ -20,15 +20,16 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from gaffer.config import ProcessConfig
 from gaffer.daemon.config import JobEntry
 from gaffer.events import Event
 from gaffer.manager import Manager
 from gaffer.process import abandon_handed_over
+
+if TYPE_CHECKING:
+    import psutil
 
 log = logging.getLogger("gafferd.state")
 
@@ -130,8 +131,13 @@ def stop_previous(saved: dict[str, Any] | None) -> list[int]:
     unsupervised, none is duplicated. A recorded process counts only if it is
     still the same one (its start time matches): a reused pid is left alone.
     Runs at start, before the loop serves anything. Returns the pids stopped."""
+    records = (saved or {}).get("procs", [])
+    if not records:
+        return []
+    import psutil  # only when there is something to look for: not on every start
+
     found: list[psutil.Process] = []
-    for rec in (saved or {}).get("procs", []):
+    for rec in records:
         try:
             proc = psutil.Process(int(rec["os_pid"]))
             if abs(proc.create_time() - float(rec["started"])) > START_TIME_SLACK:
@@ -159,6 +165,8 @@ def kill_handed_over(state: dict[str, Any]) -> None:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
+
     # An orphan's zombie (waiting for whoever adopted it to reap it) is gone for us.
     try:
         return proc.status() != psutil.STATUS_ZOMBIE
@@ -167,6 +175,8 @@ def _running(proc: psutil.Process) -> bool:
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    import psutil
+
     deadline = time.monotonic() + timeout
     alive = [p for p in procs if _running(p)]
     while alive and time.monotonic() < deadline:

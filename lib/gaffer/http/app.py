@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import socket
-import ssl
-import stat
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +25,6 @@ from gaffer.http import (
     channel,
     iochannel,
     jobs,
-    metrics,
     misc,
     processes,
     runs,
@@ -36,9 +32,10 @@ from gaffer.http import (
 )
 from gaffer.http.base import NotFoundHandler
 from gaffer.http.keystore import AuthStore
+from gaffer.http.listen import Listeners, bind_listeners
 from gaffer.http.reloading import NoReloader
 from gaffer.http.replay import ReplayBuffer
-from gaffer.http.settings import HttpSettings, parse_bind
+from gaffer.http.settings import HttpSettings
 from gaffer.manager import Manager
 
 log = logging.getLogger("gaffer.http")
@@ -113,58 +110,21 @@ def make_application(app: HttpApp) -> tornado.web.Application:
     )
 
 
-def _ssl_context(settings: HttpSettings) -> ssl.SSLContext | None:
-    tls = settings.tls
-    if tls is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(tls.certfile, tls.keyfile)
-        if tls.client_ca:
-            ctx.load_verify_locations(tls.client_ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError("tls", f"cannot load the certificate or key: {e}") from None
-    return ctx
-
-
-def bind_unix(path: str) -> socket.socket:
-    """Bind the API's unix socket (mode 0600, in a 0700 directory); refuse to
-    steal one that another daemon still answers on."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    st = os.stat(directory)
-    if st.st_uid not in (0, os.getuid()):
-        raise ConfigError("unix_socket", f"{directory}: owned by uid {st.st_uid}, not by us")
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        # others could replace the socket with their own
-        raise ConfigError(
-            "unix_socket", f"{directory}: writable by others (mode {st.st_mode & 0o7777:o})"
-        )
-    if os.path.exists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            pass  # stale: nobody listens any more
-        else:
-            raise ConfigError("unix_socket", f"{path}: another daemon is listening on it")
-        finally:
-            probe.close()
-    old = os.umask(0o177)  # no window in which the socket is open to others
-    try:
-        return tornado.netutil.bind_unix_socket(path, mode=0o600)
-    finally:
-        os.umask(old)
-
-
 class HttpApp:
     """The HTTP API and the websocket channels, plugged into a Manager."""
 
     def __init__(
-        self, settings: HttpSettings | None = None, store: AuthStore | None = None
+        self,
+        settings: HttpSettings | None = None,
+        store: AuthStore | None = None,
+        listeners: Listeners | None = None,
+        replay: ReplayBuffer | None = None,
     ) -> None:
         self.settings = settings or HttpSettings()
+        # bound already (gafferd binds them before it starts any process)
+        self.listeners = listeners
+        # ...and kept the events since the manager started (for /events resumes)
+        self._early_replay = replay
         self.store = store or AuthStore(self.settings.keys_db)
         self._store_ready: asyncio.Future[AuthStore] | None = None
         self.servers: list[tornado.httpserver.HTTPServer] = []
@@ -194,40 +154,31 @@ class HttpApp:
 
     def start(self, loop: asyncio.AbstractEventLoop, manager: Manager) -> None:
         self._manager = manager
-        self.replay = ReplayBuffer(manager.emitter, self.settings.replay_size)
+        self.replay = self._early_replay or ReplayBuffer(manager.emitter, self.settings.replay_size)
+        self._early_replay = None
         application = make_application(self)
         # Bodies up to twice the limit are read and answered 413 (with our error
         # shape); beyond that tornado cuts the connection with a bare 400. Either
         # way a client cannot make the daemon buffer more than this.
         max_body = self.settings.max_body_size * 2
-        self._check_state_dir()
         try:
-            if self.settings.unix_socket:
-                sock = bind_unix(self.settings.unix_socket)
-                server = tornado.httpserver.HTTPServer(application, max_body_size=max_body)
-                self._accept(loop, server, [sock])
-                self.servers.append(server)
-                self.addresses.append(self.settings.unix_socket)
-            ssl_ctx = _ssl_context(self.settings)
-            for i, addr in enumerate(self.settings.bind):
-                host, port = parse_bind(addr, f"bind[{i}]")
-                try:
-                    socks = tornado.netutil.bind_sockets(port, host)
-                except OSError as e:
-                    reason = e.strerror or str(e)
-                    if e.errno == errno.EADDRINUSE:
-                        reason = "address already in use"
-                    raise ConfigError(f"bind[{i}]", f"cannot listen on {addr}: {reason}") from None
-                server = tornado.httpserver.HTTPServer(
-                    application, ssl_options=ssl_ctx, max_body_size=max_body
-                )
-                self._accept(loop, server, socks)
-                self.servers.append(server)
-                self.addresses.append((host, socks[0].getsockname()[1]))
+            self._check_state_dir()
+            listeners, self.listeners = self.listeners or bind_listeners(self.settings), None
         except BaseException:
-            self._close_servers()
             self.replay.close()
             raise
+        if listeners.unix is not None and listeners.unix_path:
+            server = tornado.httpserver.HTTPServer(application, max_body_size=max_body)
+            self._accept(loop, server, [listeners.unix])
+            self.servers.append(server)
+            self.addresses.append(listeners.unix_path)
+        for host, port, socks in listeners.tcp:
+            server = tornado.httpserver.HTTPServer(
+                application, ssl_options=listeners.ssl, max_body_size=max_body
+            )
+            self._accept(loop, server, socks)
+            self.servers.append(server)
+            self.addresses.append((host, port))
         if self.settings.bind and not self.settings.require_key:
             log.warning(
                 "!!! API keys are NOT required on %s: anyone who can reach it controls "
@@ -322,6 +273,9 @@ class HttpApp:
         }
 
     def metrics(self) -> tuple[bytes, str]:
+        # prometheus_client (and psutil) on the first scrape: ~4 MiB nobody else uses
+        from gaffer.http import metrics
+
         if self._metrics is None:
             self._metrics = metrics.make_registry(self.manager, self.daemon_figures)
         return metrics.render(self._metrics)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from gaffer.events import Event, EventEmitter
-from gaffer.http.base import json_dumps
 
 T = TypeVar("T")
 
@@ -59,6 +58,9 @@ class ReplayBuffer:
         """``json.dumps(build(event))``, computed once per (event, form)."""
 
         def dumps() -> str:
+            # imported here: gafferd keeps events from its start, before the server exists
+            from gaffer.http.base import json_dumps
+
             return json_dumps(build(event))
 
         return self.cached((event.seq, form), dumps)
