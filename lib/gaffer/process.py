@@ -25,7 +25,7 @@ from gaffer.readiness import NOTIFY, CheckFailed, HealthConfig, ReadyConfig, att
 from gaffer.reaper import ExitStatus, GroupWatch
 from gaffer.sdnotify import NotifySocket
 from gaffer.signals import signal_name
-from gaffer.spawn import SpawnSpec, group_alive, signal_group, spawn, which
+from gaffer.spawn import SpawnSpec, group_alive, pid_alive, signal_group, spawn, which
 from gaffer.stats import OomCounter, brief, sample
 from gaffer.streams import PipeReader, PipeWriter, Tail
 
@@ -506,7 +506,7 @@ class Process:
             self.status_text = changed["status"] = fields["STATUS"][:1000]
         main = fields.get("MAINPID", "")
         if main.isdigit() and int(main) > 0 and int(main) != self.main_pid:
-            if _exists(int(main)):
+            if pid_alive(int(main)):
                 self.main_pid = changed["main_pid"] = int(main)
                 self._psutil = None
             else:
@@ -942,16 +942,6 @@ class Process:
 
     def output_tail(self, lines: int = 20) -> dict[str, list[str]]:
         return {label: tail.lines(lines) for label, tail in self.tails.items()}
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def abandon_handed_over(records: list[Mapping[str, Any]]) -> None:

@@ -184,3 +184,14 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 def group_alive(pgid: int) -> bool:
     return signal_group(pgid, 0)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists (someone else's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -6,16 +6,7 @@ import contextlib
 import os
 
 from gaffer.errors import ConfigError
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
+from gaffer.spawn import pid_alive
 
 
 class PidFile:
@@ -33,7 +24,7 @@ class PidFile:
             text = ""
         except OSError as e:
             raise ConfigError("pidfile", f"{self.path}: {e.strerror}") from None
-        if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
+        if text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
             raise ConfigError("pidfile", f"{self.path}: gafferd is already running as pid {text}")
         directory = os.path.dirname(os.path.abspath(self.path))
         tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")

@@ -214,6 +214,25 @@ def process_stats() -> Schema:
     return obj(figures, ("pid", "os_pid", "name"), additional=True)
 
 
+def check_schema(verb: str, options: dict[str, float], description: str) -> Schema:
+    """A readiness or health check: its kinds, and its options with their defaults."""
+    props: dict[str, Schema] = {
+        "http": string(pattern="^[Hh][Tt][Tt][Pp][Ss]?://", description=f"{verb} on a 2xx"),
+        "tcp": string(minLength=1, description=f"HOST:PORT; {verb} once it accepts"),
+        "exec": any_of(
+            string(minLength=1),
+            array(string(), minItems=1),
+            description=f"a command run without a shell; {verb} on exit 0",
+        ),
+    }
+    for name, default in options.items():
+        if name == "failures":
+            props[name] = integer(minimum=1, default=default)
+        else:
+            props[name] = number(exclusiveMinimum=True, minimum=0, default=default)
+    return obj(props, description=description)
+
+
 def schemas() -> dict[str, Schema]:
     permissions = {
         "admin": boolean(),
@@ -249,37 +268,17 @@ def schemas() -> dict[str, Schema]:
                 "max": number(minimum=0),
             }
         ),
-        "ReadyCheck": obj(
-            {
-                "http": string(pattern="^[Hh][Tt][Tt][Pp][Ss]?://", description="ready on a 2xx"),
-                "tcp": string(minLength=1, description="HOST:PORT; ready once it accepts"),
-                "exec": any_of(
-                    string(minLength=1),
-                    array(string(), minItems=1),
-                    description="a command run without a shell; ready on exit 0",
-                ),
-                "interval": number(exclusiveMinimum=True, minimum=0, default=0.5),
-                "timeout": number(exclusiveMinimum=True, minimum=0, default=2),
-                "deadline": number(exclusiveMinimum=True, minimum=0, default=60),
-            },
-            description="a readiness check: exactly one of http, tcp, exec. Variables "
+        "ReadyCheck": check_schema(
+            "ready",
+            {"interval": 0.5, "timeout": 2, "deadline": 60},
+            "a readiness check: exactly one of http, tcp, exec. Variables "
             "($GAFFER_INDEX, $PORT, $((8000 + GAFFER_INDEX))) expand per process; a process "
             "not ready by the deadline is stopped and counts as a failed start",
         ),
-        "HealthCheck": obj(
-            {
-                "http": string(pattern="^[Hh][Tt][Tt][Pp][Ss]?://", description="passes on a 2xx"),
-                "tcp": string(minLength=1, description="HOST:PORT; passes if it accepts"),
-                "exec": any_of(
-                    string(minLength=1),
-                    array(string(), minItems=1),
-                    description="a command run without a shell; passes on exit 0",
-                ),
-                "interval": number(exclusiveMinimum=True, minimum=0, default=10),
-                "timeout": number(exclusiveMinimum=True, minimum=0, default=2),
-                "failures": integer(minimum=1, default=3),
-            },
-            description="a liveness check run every interval once the process is ready: exactly "
+        "HealthCheck": check_schema(
+            "passes",
+            {"interval": 10, "timeout": 2, "failures": 3},
+            "a liveness check run every interval once the process is ready: exactly "
             "one of http, tcp, exec; `failures` failed attempts in a row restart the process "
             "(exit reason `health`)",
         ),
