@@ -2,7 +2,10 @@
 #              embedded default (CONFIG=etc/gafferd.yml for the example jobs)
 # make test  — set up .venv if needed and run the test suite (both event loops)
 # make lint  — ruff (lint + format check) and mypy on lib/
-# make bench — benchmarks; prints a table (QUICK=1 for a short run)
+# make bench — gaffer side by side with supervisord and circus (bench/compare.py):
+#              one table of ratios (QUICK=1: under 2 minutes); the peers are
+#              installed into bench/.venv-peers on first use
+# make bench-gaffer — gaffer's own figures on both loops (bench/run.py; QUICK=1)
 # make stress — randomized stress test of the Manager, both loops (QUICK=1: 60 s)
 
 PYTHON ?= python3
@@ -11,7 +14,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?=
 
-.PHONY: run test lint format bench stress venv clean
+.PHONY: run test lint format bench bench-gaffer stress venv clean
 
 venv: $(STAMP)
 
@@ -38,10 +41,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format lib tests bench gafferd
 
 bench: $(STAMP)
+	$(PY) bench/compare.py $(if $(QUICK),--quick,)
+
+bench-gaffer: $(STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 stress: $(STAMP)
 	$(PY) bench/stress.py $(if $(QUICK),--budget 60,)
 
 clean:
-	rm -rf $(VENV) build *.egg-info lib/*.egg-info
+	rm -rf $(VENV) bench/.venv-peers build *.egg-info lib/*.egg-info
