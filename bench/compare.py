@@ -792,12 +792,7 @@ def markdown(table: list[dict[str, str]]) -> str:
 def machine() -> dict[str, Any]:
     import platform
 
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = floors.cpu_model()
     versions = subprocess.run(
         [
             peers.PEERS_PY,

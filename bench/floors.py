@@ -44,12 +44,17 @@ def popen_loop(argv: Sequence[str], n: int, env: Mapping[str, str]) -> float:
             p.wait()
 
 
-def posix_spawn_loop(argv: Sequence[str], n: int, env: Mapping[str, str]) -> float:
+def posix_spawn_loop(
+    argv: Sequence[str], n: int, env: Mapping[str, str], search: bool = False
+) -> float:
+    """Seconds to start ``n`` children with ``os.posix_spawn`` (``posix_spawnp``,
+    searching ``PATH``, with ``search``); they are then killed and reaped."""
+    start = os.posix_spawnp if search else os.posix_spawn
     pids: list[int] = []
     try:
         t0 = time.perf_counter()
         for _ in range(n):
-            pids.append(os.posix_spawn(argv[0], list(argv), env))
+            pids.append(start(argv[0], list(argv), env))
         return time.perf_counter() - t0
     finally:
         for pid in pids:
@@ -82,3 +87,12 @@ def repair_floor(argv: Sequence[str], kills: int, env: Mapping[str, str]) -> lis
         proc.kill()
         proc.wait()
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"

@@ -97,6 +97,7 @@ from typing import Any
 
 import api
 import cli
+import floors
 import psutil
 from gaffer.config import FlappingConfig, ProcessConfig
 from gaffer.manager import Manager
@@ -168,12 +169,7 @@ def spread(values: Sequence[float], fmt: str, unit: str = "") -> str:
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = floors.cpu_model()
     try:
         uvloop_version = importlib.metadata.version("uvloop")
     except importlib.metadata.PackageNotFoundError:
@@ -252,19 +248,7 @@ def popen_supervised(n: int, env: Mapping[str, str]) -> float:
 
 def posix_spawn(n: int, env: Mapping[str, str]) -> float:
     """Seconds to start ``n`` children with os.posix_spawnp; they are then reaped."""
-    pids: list[int] = []
-    try:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            pids.append(os.posix_spawnp(SLEEP[0], SLEEP, env))
-        return time.perf_counter() - t0
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in pids:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+    return floors.posix_spawn_loop(SLEEP, n, env, search=True)
 
 
 async def raw_repair(kills: int, env: Mapping[str, str]) -> list[float]:
