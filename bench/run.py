@@ -204,14 +204,7 @@ def child_env() -> dict[str, str]:
 
 def popen_spawn(n: int, env: Mapping[str, str]) -> float:
     """Seconds to start ``n`` children with plain Popen; they are then reaped."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            procs.append(subprocess.Popen(SLEEP, env=env))
-        return time.perf_counter() - t0
-    finally:
-        kill_all(procs)
+    return floors.popen_loop(SLEEP, n, env)
 
 
 def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
