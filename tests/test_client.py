@@ -572,7 +572,12 @@ async def test_async_process_io(manager: Manager, api: HttpApp) -> None:
         await io.write("keyed\n")
         assert await io.read(timeout=TIMEOUT) == "keyed\n"
     async with AsyncClient(unix(api)) as c:
-        await c.send(cat.pids[0], b"via send\n")
+        # read-only IO open first: the echo is waited for, not raced
+        async with await ProcessIO.open(target, cat.pids[0], mode=1) as io:
+            await c.send(cat.pids[0], b"via send\n")
+            got = ""
+            while "via send\n" not in got:
+                got += await io.read(timeout=TIMEOUT) or ""
         assert (await c.tail(cat.pids[0]))[1].endswith(b"via send\n")
 
 
