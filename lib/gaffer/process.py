@@ -461,13 +461,13 @@ class Process:
         self._publish(cause, {**self._ids(), "reason": why})
         self._stop_self()
 
-    def _stop_self(self) -> None:
+    def _stop_self(self, timeout: float | None = None) -> None:
+        """The stop signal now, SIGKILL after ``timeout`` (default: graceful_timeout)."""
         assert self.os_pid is not None
+        timeout = self.graceful_timeout if timeout is None else timeout
         self._signal_all(self.config.stop_signum)
-        self._cancel_kill()
-        self._kill_timer = self.loop.call_later(
-            self.graceful_timeout, self._kill_group, self.os_pid
-        )
+        self._cancel_kill()  # a stop for a missed deadline may be under way
+        self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
 
     def _signal_all(self, sig: int) -> None:
         """Signal the process group, and a MAINPID outside it."""
@@ -755,9 +755,7 @@ class Process:
             self._cancel_kill()
             self._kill_group(self.os_pid)
         else:
-            self._signal_all(self.config.stop_signum)
-            self._cancel_kill()  # a stop for a missed deadline may be under way
-            self._kill_timer = self.loop.call_later(timeout, self._kill_group, self.os_pid)
+            self._stop_self(timeout)
         return self.wait_future()
 
     async def wait(self) -> Process:

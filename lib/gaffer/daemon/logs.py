@@ -204,9 +204,10 @@ class LogFiles:
 
     def _resume(self) -> None:
         paused, self._paused = self._paused, set()
+        if self.manager is None:
+            return
         for pid, label in paused:
-            with contextlib.suppress(GafferError, KeyError):
-                assert self.manager is not None
+            with contextlib.suppress(GafferError, KeyError):  # it has gone meanwhile
                 self.manager.get_process(pid).readers[label].resume()
 
     # -- the writer thread -------------------------------------------------------------
